@@ -1,0 +1,332 @@
+/**
+ * A local stand-in for Anthropic's Messages API (`POST /v1/messages`) that speaks the wire format
+ * `@anthropic-ai/sdk` (and through it `@langchain/anthropic`'s ChatAnthropic) parses: Message JSON with
+ * usage {input_tokens, cache_creation_input_tokens, cache_read_input_tokens, output_tokens}, NAMED SSE
+ * events (`event: message_start` + `data:`; the SDK drops data lines without an event line), tool_use
+ * blocks, and Anthropic's error envelope.
+ *
+ * Point ChatAnthropic at it with
+ *   new ChatAnthropic({ model: "claude-sonnet-4-5", apiKey: "test", maxRetries: 0, anthropicApiUrl: fake.baseURL })
+ * (`clientOptions: { baseURL: fake.baseURL }` works too; `anthropicApiUrl` wins when both are set).
+ */
+import type { ServerResponse } from "node:http";
+import {
+  fakeId,
+  type IncomingJsonRequest,
+  roughTokenCount,
+  sendJson,
+  sleep,
+  splitIntoDeltas,
+  startLoopbackServer,
+  startSse,
+  writeSse,
+} from "./http.js";
+
+/** Anthropic's `Usage` as a Message carries it (the fields the fake sends). */
+export interface AnthropicUsage {
+  /** Uncached input only: cache reads and writes are NOT included here (they are separate fields). */
+  input_tokens: number;
+  cache_creation_input_tokens: number | null;
+  cache_read_input_tokens: number | null;
+  cache_creation?: { ephemeral_5m_input_tokens: number; ephemeral_1h_input_tokens: number } | null;
+  output_tokens: number;
+  service_tier?: "standard" | "priority" | "batch" | null;
+}
+
+export type AnthropicUsageOverride = Partial<AnthropicUsage>;
+
+export interface AnthropicToolUseSpec {
+  /** Default: a fresh `toolu_...` id. */
+  id?: string;
+  name: string;
+  input: Record<string, unknown>;
+}
+
+export interface AnthropicErrorSpec {
+  status: number;
+  /** e.g. "invalid_request_error", "rate_limit_error", "api_error", "overloaded_error". Default from the status. */
+  type?: string;
+  message?: string;
+  headers?: Record<string, string>;
+}
+
+export interface AnthropicStreamFailure {
+  /** How many SSE events (message_start included, pings included) to send before failing. */
+  afterEvents: number;
+  /**
+   * "error-event": `event: error` with `{"type":"error","error":{...}}` (what the API sends on overload
+   * mid-stream; the SDK throws an APIError); "disconnect": socket destroyed; "hang": silence until close().
+   */
+  mode: "error-event" | "disconnect" | "hang";
+  errorType?: string;
+  message?: string;
+}
+
+export interface AnthropicReply {
+  /** The text block. Default "Hello from the fake Anthropic." (none when toolUses are given); null: no text block. */
+  text?: string | null;
+  /** tool_use blocks after the text; stop_reason defaults to "tool_use". */
+  toolUses?: AnthropicToolUseSpec[];
+  stopReason?: "end_turn" | "max_tokens" | "stop_sequence" | "tool_use" | "pause_turn" | "refusal";
+  /**
+   * The final usage, as a non-streaming Message reports it and as `message_delta` reports it when
+   * streaming. Missing counts are derived deterministically; cache fields default to 0.
+   */
+  usage?: AnthropicUsageOverride;
+  /** Streaming: `message_start.message.usage.output_tokens`. The real API sends a small number, usually 1. Default 1. */
+  startOutputTokens?: number;
+  /**
+   * Streaming: what `message_delta.usage` carries. "cumulative" (default, the current API): input_tokens,
+   * cache fields and output_tokens, all cumulative totals; "output_only": just `{ output_tokens }` (older docs).
+   */
+  messageDeltaUsage?: "cumulative" | "output_only";
+  /** Streaming: send a `ping` event after the first content_block_start. Default true. */
+  ping?: boolean;
+  /** The served model. Default: the requested model. */
+  model?: string;
+  headers?: Record<string, string>;
+  delayMs?: number;
+  chunkDelayMs?: number;
+  error?: AnthropicErrorSpec;
+  streamFailure?: AnthropicStreamFailure;
+}
+
+export interface AnthropicRequest {
+  path: string;
+  headers: Record<string, string | string[] | undefined>;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- whatever the SDK sent
+  body: Record<string, any>;
+  stream: boolean;
+}
+
+export interface AnthropicExchange extends AnthropicRequest {
+  /**
+   * What was served. `usage` is the final usage (the Message's, or message_delta's counts when
+   * streaming); `startUsage` is message_start's usage when streaming.
+   */
+  reply: { status: number; model?: string; id?: string; usage?: AnthropicUsage; startUsage?: AnthropicUsage };
+}
+
+export type AnthropicResponder = (request: AnthropicRequest) => AnthropicReply | Promise<AnthropicReply>;
+
+export interface AnthropicFakeOptions {
+  respond?: AnthropicResponder;
+  /** Require x-api-key (or Authorization) and anthropic-version headers, like the real API. Default true. */
+  requireHeaders?: boolean;
+}
+
+export interface AnthropicFake {
+  /** `http://127.0.0.1:<port>` (the SDK appends `/v1/messages`): ChatAnthropic `anthropicApiUrl`. */
+  baseURL: string;
+  requests: AnthropicExchange[];
+  enqueue(...replies: AnthropicReply[]): void;
+  respondWith(responder: AnthropicResponder): void;
+  close(): Promise<void>;
+}
+
+export const DEFAULT_ANTHROPIC_TEXT = "Hello from the fake Anthropic.";
+
+const ERROR_TYPES: Record<number, string> = {
+  400: "invalid_request_error",
+  401: "authentication_error",
+  402: "billing_error",
+  403: "permission_error",
+  404: "not_found_error",
+  413: "request_too_large",
+  429: "rate_limit_error",
+  500: "api_error",
+  504: "timeout_error",
+  529: "overloaded_error",
+};
+
+/** True when the last user turn carries a `tool_result` block: the agent-loop switch. */
+export function hasToolResult(request: AnthropicRequest): boolean {
+  const messages: unknown[] = Array.isArray(request.body.messages) ? request.body.messages : [];
+  return messages.some((m) => {
+    const content = (m as { content?: unknown }).content;
+    return Array.isArray(content) && content.some((b) => (b as { type?: string }).type === "tool_result");
+  });
+}
+
+/** The deterministic uncached input count used when a reply does not set `input_tokens`. */
+export function derivedInputTokens(body: Record<string, unknown>): number {
+  return roughTokenCount(JSON.stringify([body.system ?? null, body.messages ?? [], body.tools ?? null]));
+}
+
+function sendError(res: ServerResponse, spec: AnthropicErrorSpec): void {
+  const requestId = fakeId("req_011", 24);
+  sendJson(
+    res,
+    spec.status,
+    {
+      type: "error",
+      error: { type: spec.type ?? ERROR_TYPES[spec.status] ?? "api_error", message: spec.message ?? defaultMessage(spec.status) },
+      request_id: requestId,
+    },
+    { "request-id": requestId, ...spec.headers },
+  );
+}
+
+function defaultMessage(status: number): string {
+  if (status === 529) return "Overloaded";
+  if (status >= 500) return "Internal server error";
+  if (status === 429) return "Number of request tokens has exceeded your per-minute rate limit";
+  return "Invalid request";
+}
+
+export async function startAnthropicServer(options: AnthropicFakeOptions = {}): Promise<AnthropicFake> {
+  const queue: AnthropicReply[] = [];
+  let responder: AnthropicResponder = options.respond ?? (() => ({}));
+  const requireHeaders = options.requireHeaders ?? true;
+  const requests: AnthropicExchange[] = [];
+
+  const handle = async (req: IncomingJsonRequest, res: ServerResponse) => {
+    const body = (req.body && typeof req.body === "object" ? req.body : {}) as Record<string, any>;
+    const stream = body.stream === true;
+    const exchange: AnthropicExchange = { path: req.path, headers: req.headers, body, stream, reply: { status: 0 } };
+    requests.push(exchange);
+    const fail = (spec: AnthropicErrorSpec) => {
+      exchange.reply = { status: spec.status };
+      sendError(res, spec);
+    };
+
+    if (req.method !== "POST" || req.path.split("?")[0] !== "/v1/messages") {
+      return fail({ status: 404, message: `Not found: ${req.method} ${req.path}` });
+    }
+    if (requireHeaders) {
+      if (!req.headers["x-api-key"] && !req.headers.authorization) {
+        return fail({ status: 401, message: "x-api-key header is required" });
+      }
+      if (!req.headers["anthropic-version"]) return fail({ status: 400, message: "anthropic-version: header is required" });
+    }
+    if (req.body === undefined) return fail({ status: 400, message: "Request body is not valid JSON" });
+    if (typeof body.model !== "string") return fail({ status: 400, message: "model: Field required" });
+    if (typeof body.max_tokens !== "number") return fail({ status: 400, message: "max_tokens: Field required" });
+    if (!Array.isArray(body.messages)) return fail({ status: 400, message: "messages: Field required" });
+
+    const reply = queue.shift() ?? (await responder(exchange));
+    if (reply.delayMs) await sleep(reply.delayMs);
+    if (reply.error) return fail(reply.error);
+
+    const model = reply.model ?? body.model;
+    const id = fakeId("msg_01", 22);
+    const toolUses = (reply.toolUses ?? []).map((t) => ({ id: t.id ?? fakeId("toolu_01", 22), name: t.name, input: t.input }));
+    const text = reply.text !== undefined ? reply.text : toolUses.length > 0 ? null : DEFAULT_ANTHROPIC_TEXT;
+    const stopReason = reply.stopReason ?? (toolUses.length > 0 ? "tool_use" : "end_turn");
+    const o = reply.usage ?? {};
+    const usage: AnthropicUsage = {
+      input_tokens: o.input_tokens ?? derivedInputTokens(body),
+      cache_creation_input_tokens: o.cache_creation_input_tokens !== undefined ? o.cache_creation_input_tokens : 0,
+      cache_read_input_tokens: o.cache_read_input_tokens !== undefined ? o.cache_read_input_tokens : 0,
+      cache_creation:
+        o.cache_creation !== undefined
+          ? o.cache_creation
+          : { ephemeral_5m_input_tokens: o.cache_creation_input_tokens ?? 0, ephemeral_1h_input_tokens: 0 },
+      output_tokens:
+        o.output_tokens ??
+        Math.max(1, roughTokenCount(text ?? "") + toolUses.reduce((s, t) => s + roughTokenCount(t.name + JSON.stringify(t.input)), 0)),
+      service_tier: o.service_tier !== undefined ? o.service_tier : "standard",
+    };
+    const content = [
+      ...(text !== null ? [{ type: "text", text }] : []),
+      ...toolUses.map((t) => ({ type: "tool_use", id: t.id, name: t.name, input: t.input })),
+    ];
+    const requestId = fakeId("req_011", 24);
+    const headers = { "request-id": requestId, ...reply.headers };
+
+    if (!stream) {
+      exchange.reply = { status: 200, model, id, usage };
+      sendJson(
+        res,
+        200,
+        { id, type: "message", role: "assistant", model, content, stop_reason: stopReason, stop_sequence: null, usage },
+        headers,
+      );
+      return;
+    }
+
+    const startUsage: AnthropicUsage = { ...usage, output_tokens: reply.startOutputTokens ?? 1 };
+    exchange.reply = { status: 200, model, id, usage, startUsage };
+    const events: Array<[string, unknown]> = [];
+    events.push([
+      "message_start",
+      {
+        type: "message_start",
+        message: { id, type: "message", role: "assistant", model, content: [], stop_reason: null, stop_sequence: null, usage: startUsage },
+      },
+    ]);
+    let pinged = reply.ping === false;
+    const ping = () => {
+      if (!pinged) events.push(["ping", { type: "ping" }]);
+      pinged = true;
+    };
+    let index = 0;
+    if (text !== null) {
+      events.push(["content_block_start", { type: "content_block_start", index, content_block: { type: "text", text: "" } }]);
+      ping();
+      for (const piece of splitIntoDeltas(text)) {
+        events.push(["content_block_delta", { type: "content_block_delta", index, delta: { type: "text_delta", text: piece } }]);
+      }
+      events.push(["content_block_stop", { type: "content_block_stop", index }]);
+      index += 1;
+    }
+    for (const t of toolUses) {
+      events.push(["content_block_start", { type: "content_block_start", index, content_block: { type: "tool_use", id: t.id, name: t.name, input: {} } }]);
+      ping();
+      const json = JSON.stringify(t.input);
+      events.push(["content_block_delta", { type: "content_block_delta", index, delta: { type: "input_json_delta", partial_json: "" } }]);
+      for (let i = 0; i < json.length; i += 10) {
+        events.push(["content_block_delta", { type: "content_block_delta", index, delta: { type: "input_json_delta", partial_json: json.slice(i, i + 10) } }]);
+      }
+      events.push(["content_block_stop", { type: "content_block_stop", index }]);
+      index += 1;
+    }
+    const deltaUsage =
+      (reply.messageDeltaUsage ?? "cumulative") === "cumulative"
+        ? {
+            input_tokens: usage.input_tokens,
+            cache_creation_input_tokens: usage.cache_creation_input_tokens,
+            cache_read_input_tokens: usage.cache_read_input_tokens,
+            output_tokens: usage.output_tokens,
+          }
+        : { output_tokens: usage.output_tokens };
+    events.push(["message_delta", { type: "message_delta", delta: { stop_reason: stopReason, stop_sequence: null }, usage: deltaUsage }]);
+    events.push(["message_stop", { type: "message_stop" }]);
+
+    startSse(res, headers);
+    let sent = 0;
+    for (const [event, data] of events) {
+      if (reply.streamFailure && sent >= reply.streamFailure.afterEvents) return failStream(res, reply.streamFailure);
+      writeSse(res, data, event);
+      sent += 1;
+      if (reply.chunkDelayMs) await sleep(reply.chunkDelayMs);
+    }
+    res.end();
+  };
+
+  const server = await startLoopbackServer(handle);
+  return {
+    baseURL: server.origin,
+    requests,
+    enqueue: (...replies) => {
+      queue.push(...replies);
+    },
+    respondWith: (next) => {
+      responder = next;
+    },
+    close: () => server.close(),
+  };
+}
+
+function failStream(res: ServerResponse, failure: AnthropicStreamFailure): void {
+  if (failure.mode === "disconnect") {
+    res.destroy();
+  } else if (failure.mode === "error-event") {
+    writeSse(
+      res,
+      { type: "error", error: { type: failure.errorType ?? "overloaded_error", message: failure.message ?? "Overloaded" } },
+      "error",
+    );
+    res.end();
+  }
+}
