@@ -467,6 +467,17 @@ describe("Anthropic fake + ChatAnthropic", () => {
     expect(endUsage(capture.ends[0])).toMatchObject({ input_tokens: 10, output_tokens: 21 });
   });
 
+  it("the content-block event protocol (lc_prefer_chat_model_stream_events) sums the same way", async () => {
+    fake.enqueue({ usage: { input_tokens: 10, output_tokens: 20, cache_read_input_tokens: 5 } });
+    const capture = Object.assign(new CaptureHandler(), { lc_prefer_chat_model_stream_events: true });
+    const message = await model().invoke("x", { callbacks: [capture] });
+    await awaitAllCallbacks();
+    expect(fake.requests[0]?.stream).toBe(true);
+    // convertAnthropicStream (utils/stream_events) adds message_delta's output_tokens to message_start's.
+    expect(message.usage_metadata).toMatchObject({ input_tokens: 15, output_tokens: 21, total_tokens: 36 });
+    expect(endUsage(capture.ends[0])).toMatchObject({ input_tokens: 15, output_tokens: 21 });
+  });
+
   it("errors: 529 overloaded and 400 in Anthropic's envelope reach handleLLMError", async () => {
     fake.enqueue({ error: { status: 529 } }, { error: { status: 400, message: "messages: at least one message is required" } });
     const capture = new CaptureHandler();
