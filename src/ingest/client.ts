@@ -75,6 +75,7 @@ export class IngestClient implements EventSink {
 
   #replaying: Promise<number> | undefined;
   #spoolDirty = false;
+  #spoolWriteFailures = 0;
 
   #closed = false;
   #shutdown: Promise<void> | undefined;
@@ -490,6 +491,7 @@ export class IngestClient implements EventSink {
           this.#once.warnOnce("spooled", `events that could not be delivered now are kept in ${spool.file} and will be replayed`);
         },
         (error: unknown) => {
+          this.#spoolWriteFailures++;
           this.#stats.dropped += events.length;
           const err = this.#error(
             "spool",
@@ -540,6 +542,7 @@ export class IngestClient implements EventSink {
     let skipped = 0;
     for (const file of files) {
       const tasks: Promise<void>[] = [];
+      const failuresBefore = this.#spoolWriteFailures;
       try {
         const result = await spool.read(file, this.#opts.maxBatchSize, async (batch) => {
           this.#stats.replayed += batch.length;
@@ -552,6 +555,12 @@ export class IngestClient implements EventSink {
         });
         await Promise.allSettled(tasks);
         await Promise.allSettled([...this.#spoolWrites]);
+        if (this.#spoolWriteFailures !== failuresBefore) {
+          // Some events could not be re-spooled: keep the file (ids make a second replay safe).
+          spool.release(file);
+          this.#logger.warn(`kept ${file} for a later replay: some of its events could not be re-spooled`);
+          continue;
+        }
         await spool.remove(file);
         total += result.events;
         skipped += result.skipped;

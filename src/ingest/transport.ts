@@ -79,7 +79,12 @@ export class Transport {
   #permanentMessage(status: number, location: string | string[] | undefined): string {
     const at = `${this.#shownUrl} answered ${status}`;
     if (status >= 300 && status < 400) {
-      const to = typeof location === "string" ? ` to ${safeUrl(new URL(location, this.options.url).toString())}` : "";
+      let to = "";
+      try {
+        if (typeof location === "string") to = ` to ${safeUrl(new URL(location, this.options.url).toString())}`;
+      } catch {
+        // An unreadable Location changes nothing about the advice.
+      }
       return `${at} (redirect${to}); redirects are not followed: check url, it must be the final events URL`;
     }
     switch (status) {

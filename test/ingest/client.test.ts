@@ -38,7 +38,9 @@ describe("batching", () => {
     const { server, client } = await setup(ok, { flushIntervalMs: 20 });
     client.enqueue(makeEvents(3));
     expect(server.requests).toHaveLength(0);
-    await until(() => server.requests.length === 1);
+    // The server sees the request before the client sees the answer.
+    await until(() => client.stats().sent === 3);
+    expect(server.requests).toHaveLength(1);
     expect(bodyIds(server.requests[0]!.body)).toHaveLength(3);
     expect(client.stats()).toMatchObject({ sent: 3, batches: 1, queueDepth: 0 });
   });
@@ -186,5 +188,28 @@ describe("stats", () => {
     expect(s.enqueued).toBe(9);
     expect(s.sent + s.failed + s.spooled + s.dropped + s.inFlight + s.queueDepth).toBe(9);
     expect(s).toMatchObject({ sent: 4, failed: 2, dropped: 3, batches: 2 });
+  });
+});
+
+describe("exit hooks", () => {
+  it("one shared beforeExit listener for any number of clients, removed by shutdown; signals only when asked", async () => {
+    const before = process.listenerCount("beforeExit");
+    const sigterm = process.listenerCount("SIGTERM");
+    const clients = Array.from({ length: 20 }, () => new IngestClient({ url: "http://127.0.0.1:9/api/v1/events" }));
+    expect(process.listenerCount("beforeExit")).toBe(before + 1);
+    expect(process.listenerCount("SIGTERM")).toBe(sigterm);
+    const withSignals = new IngestClient({ url: "http://127.0.0.1:9/api/v1/events", handleSignals: true });
+    expect(process.listenerCount("SIGTERM")).toBe(sigterm + 1);
+    expect(process.listenerCount("SIGINT")).toBeGreaterThan(0);
+    await Promise.all([...clients, withSignals].map((c) => c.shutdown()));
+    expect(process.listenerCount("beforeExit")).toBe(before);
+    expect(process.listenerCount("SIGTERM")).toBe(sigterm);
+  });
+
+  it("flushOnExit: false registers nothing", async () => {
+    const before = process.listenerCount("beforeExit");
+    const c = new IngestClient({ url: "http://127.0.0.1:9/api/v1/events", flushOnExit: false });
+    expect(process.listenerCount("beforeExit")).toBe(before);
+    await c.shutdown();
   });
 });

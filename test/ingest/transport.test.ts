@@ -1,4 +1,6 @@
 import { inspect } from "node:util";
+import { http, HttpResponse } from "msw";
+import { setupServer } from "msw/node";
 import { afterEach, describe, expect, it } from "vitest";
 import { IngestClient, IngestError } from "langchain-openmeter";
 import { bodyIds, fastRetry, makeEvents, recorder, startPlainServer } from "./helpers";
@@ -42,6 +44,22 @@ const failFirst = (n: number, status: number, headers: Record<string, string> = 
     if (i < n) res.writeHead(status, headers).end();
     else res.writeHead(204).end();
   }) as Parameters<typeof startPlainServer>[0];
+
+describe("why a real server", () => {
+  it("msw does not intercept undici's Pool, so these tests use a loopback node:http server", async () => {
+    const { server, client } = await setup(answer(204));
+    const mock = setupServer(http.post(server.url, () => new HttpResponse(null, { status: 418 })));
+    mock.listen({ onUnhandledRequest: "bypass" });
+    try {
+      client.enqueue(makeEvents(1));
+      await client.flush();
+    } finally {
+      mock.close();
+    }
+    expect(server.requests).toHaveLength(1);
+    expect(client.stats().sent).toBe(1);
+  });
+});
 
 describe("request format", () => {
   it("POSTs a JSON array with the exact Content-Type and a Bearer token", async () => {
