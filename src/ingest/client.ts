@@ -152,11 +152,14 @@ export class IngestClient implements EventSink {
       const target = this.#queuedTotal;
       this.#partialUntil = Math.max(this.#partialUntil, target);
       this.#pump();
-      while (this.#dispatchedTotal < target) {
+      for (let idle = 0; this.#dispatchedTotal < target; ) {
         const before = this.#dispatchedTotal;
         if (this.#tasks.size > 0) await Promise.race(this.#tasks);
+        // A slot can be between a finished task and the replay batch it was handed to: let that settle.
+        else await new Promise((resolve) => setImmediate(resolve));
         this.#pump();
-        if (this.#tasks.size === 0 && this.#dispatchedTotal === before) break; // cannot happen; never spin
+        idle = this.#dispatchedTotal === before && this.#tasks.size === 0 ? idle + 1 : 0;
+        if (idle > 100) throw new Error(`${target - this.#dispatchedTotal} event(s) could not be dispatched`);
       }
       await this.#handleOverflow();
       // Every event from before the call is now in one of these (spool writes of a batch happen inside its task).
@@ -191,10 +194,10 @@ export class IngestClient implements EventSink {
   /**
    * Replays the spool: claims the spool file (and files left claimed by dead processes), sends their
    * events with their original ids, and deletes each file once its events were delivered or re-spooled.
-   * Resolves with the number of events read. Never rejects.
+   * Resolves with the number of events read (0 after shutdown). Never rejects.
    */
   replaySpool(): Promise<number> {
-    if (!this.#spool) return Promise.resolve(0);
+    if (!this.#spool || this.#closed) return Promise.resolve(0);
     // A pass already under way may have claimed before the latest events were spooled: run another after it.
     const previous = this.#replaying;
     const run = (previous ?? Promise.resolve(0)).then(() => this.#doReplay());
