@@ -1,1 +1,13 @@
-export {};
+export {
+  type OpenMeterServer,
+  startOpenMeterServer,
+  type EventsListener,
+  type OpenMeterApi,
+  type OpenMeterServerMode,
+  type OpenMeterServerOptions,
+  type ReceivedEvent,
+  type RequestOutcome,
+  type RequestRecord,
+  type ScriptedResponse,
+  type TokenTotals,
+} from "./openmeter-server";

@@ -1,0 +1,608 @@
+import pRetry, { AbortError } from "p-retry";
+import { type CloudEvent, cloudEventSchema } from "../cloudevent";
+import { consoleLogger, type Logger, OnceLogger } from "../logger";
+import { IngestError, type IngestErrorKind, PermanentError, TransientError } from "./errors";
+import { registerExitHooks } from "./exit";
+import { type IngestOptions, parseIngestOptions, type ResolvedIngestOptions } from "./options";
+import { retryDelay } from "./retry";
+import type { EventSink } from "./sink";
+import { Spool } from "./spool";
+import { redact, Transport } from "./transport";
+
+/** Counters since the client was created. Event counts unless the name says batches. */
+export interface IngestStats {
+  /** Events accepted by `enqueue`. */
+  enqueued: number;
+  /** Events the endpoint acknowledged with a 2xx (replayed ones included). */
+  sent: number;
+  /** Requests the endpoint acknowledged with a 2xx. */
+  batches: number;
+  /** Retried requests. */
+  retries: number;
+  /** Events given up on: rejected by the endpoint, invalid, or out of retries with no spool. */
+  failed: number;
+  /** Events written to the spool. */
+  spooled: number;
+  /** Events read back from the spool and handed to delivery. */
+  replayed: number;
+  /** Events lost: queue full with no spool, or the spool could not be written. */
+  dropped: number;
+  /** Events in requests under way or waiting to retry. */
+  inFlight: number;
+  /** Events queued in memory, not yet in a request. */
+  queueDepth: number;
+}
+
+interface Sleep {
+  timer: NodeJS.Timeout;
+  wake(): void;
+}
+
+/**
+ * Batched, retrying, durable delivery of CloudEvents to an OpenMeter-compatible endpoint.
+ * `enqueue` is synchronous and does no I/O; everything else happens in the background.
+ */
+export class IngestClient implements EventSink {
+  readonly #opts: ResolvedIngestOptions;
+  readonly #logger: Logger;
+  readonly #once: OnceLogger;
+  readonly #transport: Transport;
+  readonly #spool: Spool | undefined;
+  readonly #unregister: () => void;
+
+  // The queue is a list of chunks of at most maxBatchSize, so taking a batch is O(1).
+  #queue: CloudEvent[][] = [];
+  #queueDepth = 0;
+  #queuedTotal = 0;
+  #dispatchedTotal = 0;
+  /** Partial batches may go out while fewer than this many events were dispatched (flush). */
+  #partialUntil = 0;
+  #due = false;
+  #timer: NodeJS.Timeout | undefined;
+  #pumpScheduled = false;
+
+  #overflow: CloudEvent[] = [];
+  #overflowScheduled = false;
+
+  #inFlightBatches = 0;
+  #slotWaiters: Array<() => void> = [];
+  readonly #tasks = new Set<Promise<void>>();
+  readonly #spoolWrites = new Set<Promise<void>>();
+  readonly #sleeps = new Set<Sleep>();
+  #draining = 0;
+  #exitFlushing = false;
+  #outage = false;
+
+  #replaying: Promise<number> | undefined;
+  #spoolDirty = false;
+  #spoolWriteFailures = 0;
+
+  #closed = false;
+  #shutdown: Promise<void> | undefined;
+
+  readonly #stats = { enqueued: 0, sent: 0, batches: 0, retries: 0, failed: 0, spooled: 0, replayed: 0, dropped: 0, inFlight: 0 };
+
+  constructor(options: IngestOptions) {
+    this.#opts = parseIngestOptions(options);
+    const logger = this.#opts.logger ?? consoleLogger;
+    // A throwing logger must not break delivery.
+    this.#logger = {
+      warn: (m) => {
+        try {
+          logger.warn(this.#redact(m));
+        } catch {}
+      },
+      error: (m) => {
+        try {
+          logger.error(this.#redact(m));
+        } catch {}
+      },
+    };
+    this.#once = new OnceLogger(this.#logger);
+    this.#transport = new Transport({
+      url: this.#opts.url,
+      apiKey: this.#opts.apiKey,
+      timeoutMs: this.#opts.timeoutMs,
+      connections: this.#opts.maxConcurrency,
+      maxRetryAfterMs: this.#opts.retry.maxDelayMs,
+    });
+    this.#spool = this.#opts.spoolDir === undefined ? undefined : new Spool(this.#opts.spoolDir);
+    this.#unregister = registerExitHooks(
+      { beforeExit: () => this.#onBeforeExit(), onSignal: () => this.shutdown() },
+      { flushOnExit: this.#opts.flushOnExit, handleSignals: this.#opts.handleSignals },
+    );
+    if (this.#spool) void this.replaySpool();
+  }
+
+  /** Queues events. Synchronous and O(1) per event: no validation, no I/O. Throws after `shutdown()`. */
+  enqueue(events: CloudEvent | readonly CloudEvent[]): void {
+    if (this.#closed) {
+      throw new Error("IngestClient was shut down: enqueue() is refused after shutdown(); create a new client to send more events");
+    }
+    const list = (Array.isArray(events) ? events : [events]) as readonly CloudEvent[];
+    const max = this.#opts.maxBatchSize;
+    let full = false;
+    for (const event of list) {
+      this.#stats.enqueued++;
+      if (this.#queueDepth >= this.#opts.maxQueueSize) {
+        this.#overflow.push(event);
+        continue;
+      }
+      let tail = this.#queue[this.#queue.length - 1];
+      if (tail === undefined || tail.length >= max) {
+        tail = [];
+        this.#queue.push(tail);
+      }
+      tail.push(event);
+      this.#queueDepth++;
+      this.#queuedTotal++;
+      if (tail.length === max) full = true;
+    }
+    if (this.#overflow.length > 0 && !this.#overflowScheduled) {
+      this.#overflowScheduled = true;
+      setImmediate(() => void this.#handleOverflow());
+    }
+    if (full) this.#schedulePump();
+    else if (this.#timer === undefined && !this.#due && this.#queueDepth > 0) this.#armTimer();
+  }
+
+  /** Resolves when everything enqueued before the call was delivered, failed for good, or spooled. Never rejects. */
+  async flush(): Promise<void> {
+    try {
+      const target = this.#queuedTotal;
+      this.#partialUntil = Math.max(this.#partialUntil, target);
+      this.#pump();
+      for (let idle = 0; this.#dispatchedTotal < target; ) {
+        const before = this.#dispatchedTotal;
+        if (this.#tasks.size > 0) await Promise.race(this.#tasks);
+        // A slot can be between a finished task and the replay batch it was handed to: let that settle.
+        else await new Promise((resolve) => setImmediate(resolve));
+        this.#pump();
+        idle = this.#dispatchedTotal === before && this.#tasks.size === 0 ? idle + 1 : 0;
+        if (idle > 100) throw new Error(`${target - this.#dispatchedTotal} event(s) could not be dispatched`);
+      }
+      await this.#handleOverflow();
+      // Every event from before the call is now in one of these (spool writes of a batch happen inside its task).
+      await Promise.allSettled([...this.#tasks, ...this.#spoolWrites]);
+    } catch (error) {
+      this.#logger.error(`flush failed unexpectedly: ${String(error)}`);
+    }
+  }
+
+  /** Flushes (events still failing go to the spool at once when one is configured), stops timers, closes connections. Idempotent. */
+  shutdown(): Promise<void> {
+    this.#shutdown ??= this.#doShutdown();
+    return this.#shutdown;
+  }
+
+  async #doShutdown(): Promise<void> {
+    this.#closed = true;
+    this.#beginDrain();
+    try {
+      await this.flush();
+      await this.#replaying?.catch(() => 0);
+      await this.flush();
+    } finally {
+      if (this.#timer) clearTimeout(this.#timer);
+      this.#timer = undefined;
+      this.#unregister();
+      await this.#transport.close();
+      this.#endDrain();
+    }
+  }
+
+  /**
+   * Replays the spool: claims the spool file (and files left claimed by dead processes), sends their
+   * events with their original ids, and deletes each file once its events were delivered or re-spooled.
+   * Resolves with the number of events read (0 after shutdown). Never rejects.
+   */
+  replaySpool(): Promise<number> {
+    if (!this.#spool || this.#closed) return Promise.resolve(0);
+    // A pass already under way may have claimed before the latest events were spooled: run another after it.
+    const previous = this.#replaying;
+    const run = (previous ?? Promise.resolve(0)).then(() => this.#doReplay());
+    const tracked = run.finally(() => {
+      if (this.#replaying === tracked) this.#replaying = undefined;
+    });
+    this.#replaying = tracked;
+    return previous ? previous.then((n) => tracked.then((m) => n + m)) : tracked;
+  }
+
+  stats(): IngestStats {
+    return { ...this.#stats, queueDepth: this.#queueDepth };
+  }
+
+  // --- batching -------------------------------------------------------------------------------
+
+  #armTimer(): void {
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#due = true;
+      this.#pump();
+    }, this.#opts.flushIntervalMs);
+    this.#timer.unref();
+  }
+
+  #schedulePump(): void {
+    if (this.#pumpScheduled) return;
+    this.#pumpScheduled = true;
+    setImmediate(() => {
+      this.#pumpScheduled = false;
+      this.#pump();
+    });
+  }
+
+  #pump(): void {
+    while (this.#inFlightBatches < this.#opts.maxConcurrency) {
+      const first = this.#queue[0];
+      if (first === undefined) break;
+      const ready = first.length >= this.#opts.maxBatchSize || this.#due || this.#dispatchedTotal < this.#partialUntil;
+      if (!ready) break;
+      this.#queue.shift();
+      this.#queueDepth -= first.length;
+      this.#dispatchedTotal += first.length;
+      this.#inFlightBatches++;
+      this.#startTask(first);
+    }
+    if (this.#queueDepth === 0) this.#due = false;
+    else if (this.#timer === undefined && !this.#due) this.#armTimer();
+  }
+
+  #hasReadyBatch(): boolean {
+    const first = this.#queue[0];
+    return first !== undefined && (first.length >= this.#opts.maxBatchSize || this.#due || this.#dispatchedTotal < this.#partialUntil);
+  }
+
+  /** The caller holds a slot. */
+  #startTask(events: CloudEvent[]): Promise<void> {
+    const task: Promise<void> = this.#deliver(events).finally(() => {
+      this.#tasks.delete(task);
+      this.#releaseSlot();
+    });
+    this.#tasks.add(task);
+    return task;
+  }
+
+  #acquireSlot(): Promise<void> {
+    if (this.#inFlightBatches < this.#opts.maxConcurrency) {
+      this.#inFlightBatches++;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.#slotWaiters.push(resolve));
+  }
+
+  #releaseSlot(): void {
+    // Live events first: a long replay must not hold back fresh usage.
+    if (this.#hasReadyBatch()) {
+      this.#inFlightBatches--;
+      this.#pump();
+      return;
+    }
+    const waiter = this.#slotWaiters.shift();
+    if (waiter) waiter(); // the slot passes to the waiter
+    else {
+      this.#inFlightBatches--;
+      this.#pump();
+    }
+  }
+
+  // --- delivery -------------------------------------------------------------------------------
+
+  /** Never rejects. */
+  async #deliver(batch: CloudEvent[]): Promise<void> {
+    try {
+      const { events, body } = this.#prepare(batch);
+      if (events.length === 0) return;
+      this.#stats.inFlight += events.length;
+      try {
+        await this.#sendSplitting(events, body);
+      } finally {
+        this.#stats.inFlight -= events.length;
+      }
+    } catch (error) {
+      // Only a bug gets here; keep the events rather than lose them silently.
+      this.#logger.error(`unexpected error delivering ${batch.length} event(s): ${String(error)}`);
+      await this.#spoolOrFail(batch, error);
+    }
+  }
+
+  /** Validation happens here, off the enqueue path; one bad event must not fail its whole batch. */
+  #prepare(batch: CloudEvent[]): { events: CloudEvent[]; body: string } {
+    let events: CloudEvent[] = [];
+    const invalid: CloudEvent[] = [];
+    const problems: string[] = [];
+    for (const event of batch) {
+      const result = cloudEventSchema.safeParse(event);
+      if (result.success) events.push(event);
+      else {
+        invalid.push(event);
+        if (problems.length < 3) problems.push(result.error.issues.map((i) => i.message).join(", "));
+      }
+    }
+    let body: string;
+    try {
+      body = JSON.stringify(events);
+    } catch {
+      // Something in `data` JSON cannot hold (a BigInt, a cycle): find the culprits.
+      const ok: CloudEvent[] = [];
+      for (const event of events) {
+        try {
+          JSON.stringify(event);
+          ok.push(event);
+        } catch (error) {
+          invalid.push(event);
+          if (problems.length < 3) problems.push(`\`data\` is not JSON-serializable (${(error as Error).message})`);
+        }
+      }
+      events = ok;
+      body = JSON.stringify(events);
+    }
+    if (invalid.length > 0) {
+      this.#stats.failed += invalid.length;
+      this.#report(
+        new IngestError(
+          `${invalid.length} invalid event(s) left out of the batch and not sent: ${problems.join("; ")}`,
+          { kind: "invalid-event", events: invalid },
+        ),
+      );
+    }
+    return { events, body };
+  }
+
+  async #sendSplitting(events: CloudEvent[], body: string): Promise<void> {
+    try {
+      await this.#sendWithRetry(body);
+      this.#stats.sent += events.length;
+      this.#stats.batches++;
+      this.#outage = false;
+      this.#afterSuccess();
+    } catch (error) {
+      if (error instanceof PermanentError) {
+        if (error.status === 413 && events.length > 1) {
+          const mid = Math.ceil(events.length / 2);
+          const halves = [events.slice(0, mid), events.slice(mid)];
+          for (const half of halves) await this.#sendSplitting(half, JSON.stringify(half));
+          return;
+        }
+        this.#stats.failed += events.length;
+        this.#report(this.#error("rejected", `${events.length} event(s) not ingested: ${error.message}`, events, error));
+        return;
+      }
+      await this.#spoolOrFail(events, error);
+    }
+  }
+
+  async #sendWithRetry(body: string): Promise<void> {
+    const retry = this.#opts.retry;
+    await pRetry(
+      async () => {
+        try {
+          await this.#transport.send(body);
+        } catch (error) {
+          throw error instanceof PermanentError ? new AbortError(error) : error;
+        }
+      },
+      {
+        retries: retry.retries,
+        // Delays are ours (Retry-After, jitter, drain): p-retry only counts attempts.
+        minTimeout: 0,
+        factor: 1,
+        shouldRetry: ({ error }) => error instanceof TransientError,
+        onFailedAttempt: async ({ error, attemptNumber, retriesLeft }) => {
+          if (!(error instanceof TransientError)) return;
+          if (!this.#outage) {
+            this.#outage = true;
+            this.#logger.warn(`${error.message}; retrying (events are kept)`);
+          }
+          if (retriesLeft <= 0) return;
+          // Shutting down with a spool: spool now instead of holding the process through the backoff.
+          if (this.#draining > 0 && this.#spool) throw error;
+          this.#stats.retries++;
+          if (!(await this.#sleep(retryDelay(attemptNumber, retry, error.retryAfterMs)))) throw error;
+        },
+      },
+    );
+  }
+
+  /** Resolves true after `ms`, or false when woken early because the client is draining into the spool. */
+  #sleep(ms: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const sleep: Sleep = {
+        timer: setTimeout(() => {
+          this.#sleeps.delete(sleep);
+          resolve(true);
+        }, ms),
+        wake: () => {
+          clearTimeout(sleep.timer);
+          this.#sleeps.delete(sleep);
+          resolve(false);
+        },
+      };
+      // An idle wait must not keep the process alive; `beforeExit` takes over (see #onBeforeExit).
+      if (this.#draining === 0) sleep.timer.unref();
+      this.#sleeps.add(sleep);
+    });
+  }
+
+  /** From now on, waits keep the process alive, or end at once when a spool can take the events. */
+  #beginDrain(): void {
+    this.#draining++;
+    for (const sleep of [...this.#sleeps]) {
+      if (this.#spool) sleep.wake();
+      else sleep.timer.ref();
+    }
+  }
+
+  #endDrain(): void {
+    this.#draining = Math.max(0, this.#draining - 1);
+    if (this.#draining === 0) for (const sleep of this.#sleeps) sleep.timer.unref();
+  }
+
+  #onBeforeExit(): void {
+    if (this.#closed || this.#exitFlushing) return;
+    const pending =
+      this.#queueDepth > 0 || this.#tasks.size > 0 || this.#overflow.length > 0 || this.#spoolWrites.size > 0 || this.#replaying !== undefined;
+    if (!pending) return;
+    this.#exitFlushing = true;
+    this.#beginDrain();
+    void (async () => {
+      await this.flush();
+      await this.#replaying?.catch(() => 0);
+      await this.flush();
+    })().finally(() => {
+      this.#exitFlushing = false;
+      this.#endDrain();
+    });
+  }
+
+  #afterSuccess(): void {
+    if (this.#spool && this.#spoolDirty && this.#replaying === undefined && !this.#closed) {
+      this.#spoolDirty = false;
+      void this.replaySpool();
+    }
+  }
+
+  // --- spool ----------------------------------------------------------------------------------
+
+  async #spoolOrFail(events: CloudEvent[], error: unknown): Promise<void> {
+    if (this.#spool) {
+      await this.#toSpool(events);
+      return;
+    }
+    this.#stats.failed += events.length;
+    const reason = error instanceof Error ? error.message : String(error);
+    this.#report(
+      this.#error(
+        "retries-exhausted",
+        `${events.length} event(s) not delivered after ${this.#opts.retry.retries} retries: ${reason}; set spoolDir to keep undeliverable events on disk`,
+        events,
+        error,
+      ),
+    );
+  }
+
+  /** Never rejects: a spool that cannot be written counts the events as dropped and reports them. */
+  #toSpool(events: CloudEvent[]): Promise<void> {
+    const spool = this.#spool;
+    if (!spool || events.length === 0) return Promise.resolve();
+    const write: Promise<void> = spool
+      .append(events)
+      .then(
+        () => {
+          this.#stats.spooled += events.length;
+          this.#spoolDirty = true;
+          this.#once.warnOnce("spooled", `events that could not be delivered now are kept in ${spool.file} and will be replayed`);
+        },
+        (error: unknown) => {
+          this.#spoolWriteFailures++;
+          this.#stats.dropped += events.length;
+          const err = this.#error(
+            "spool",
+            `${events.length} event(s) lost: could not write the spool ${spool.file}: ${(error as Error).message ?? String(error)}; check spoolDir is a writable directory with free space`,
+            events,
+            error,
+          );
+          this.#report(err, true);
+        },
+      )
+      .finally(() => this.#spoolWrites.delete(write));
+    this.#spoolWrites.add(write);
+    return write;
+  }
+
+  #handleOverflow(): Promise<void> {
+    this.#overflowScheduled = false;
+    const events = this.#overflow;
+    if (events.length === 0) return Promise.resolve();
+    this.#overflow = [];
+    if (this.#spool) {
+      this.#once.warnOnce("overflow", `the queue is full (maxQueueSize ${this.#opts.maxQueueSize}): overflowing events go to the spool`);
+      return this.#toSpool(events);
+    }
+    this.#stats.dropped += events.length;
+    this.#report(
+      this.#error(
+        "queue-full",
+        `${events.length} event(s) dropped: the queue is full (maxQueueSize ${this.#opts.maxQueueSize}) and no spoolDir is set; raise maxQueueSize or set spoolDir`,
+        events,
+      ),
+      true,
+    );
+    return Promise.resolve();
+  }
+
+  async #doReplay(): Promise<number> {
+    const spool = this.#spool;
+    if (!spool) return 0;
+    let files: string[];
+    try {
+      files = await spool.claim();
+    } catch (error) {
+      this.#report(this.#error("spool", `could not read the spool in ${spool.dir}: ${(error as Error).message}`, [], error), true);
+      return 0;
+    }
+    let total = 0;
+    let skipped = 0;
+    for (const file of files) {
+      const tasks: Promise<void>[] = [];
+      const failuresBefore = this.#spoolWriteFailures;
+      try {
+        const result = await spool.read(file, this.#opts.maxBatchSize, async (batch) => {
+          this.#stats.replayed += batch.length;
+          if (this.#closed) {
+            await this.#toSpool(batch); // shutting down: hand the rest back to the spool file
+            return;
+          }
+          await this.#acquireSlot();
+          tasks.push(this.#startTask(batch));
+        });
+        await Promise.allSettled(tasks);
+        await Promise.allSettled([...this.#spoolWrites]);
+        if (this.#spoolWriteFailures !== failuresBefore) {
+          // Some events could not be re-spooled: keep the file (ids make a second replay safe).
+          spool.release(file);
+          this.#logger.warn(`kept ${file} for a later replay: some of its events could not be re-spooled`);
+          continue;
+        }
+        await spool.remove(file);
+        total += result.events;
+        skipped += result.skipped;
+      } catch (error) {
+        await Promise.allSettled(tasks);
+        spool.release(file);
+        this.#report(this.#error("spool", `could not replay ${file}: ${(error as Error).message}; it is kept and retried later`, [], error), true);
+      }
+    }
+    if (skipped > 0) {
+      this.#logger.warn(`skipped ${skipped} unreadable line(s) while replaying the spool in ${spool.dir} (torn by a crash mid-write, or corrupted)`);
+    }
+    return total;
+  }
+
+  // --- reporting ------------------------------------------------------------------------------
+
+  #redact(text: string): string {
+    return redact(text, this.#opts.apiKey);
+  }
+
+  #error(kind: IngestErrorKind, message: string, events: CloudEvent[], cause?: unknown): IngestError {
+    const status = cause instanceof PermanentError || cause instanceof TransientError ? cause.status : undefined;
+    const detail = cause instanceof PermanentError || cause instanceof TransientError ? cause.detail : undefined;
+    return new IngestError(this.#redact(message), { kind, events, status, detail, cause });
+  }
+
+  /** onError when set, else the logger; `warn` adds a warning too (for events lost for good). */
+  #report(error: IngestError, warn = false): void {
+    const onError = this.#opts.onError;
+    if (onError) {
+      try {
+        onError(error);
+      } catch (thrown) {
+        this.#logger.error(`onError threw: ${String(thrown)}`);
+      }
+      if (warn) this.#logger.warn(error.message);
+    } else {
+      this.#logger.error(error.message);
+    }
+  }
+}

@@ -1,0 +1,65 @@
+/**
+ * Process exit hooks shared by every client: one listener per event however many clients exist,
+ * so ten clients do not trip Node's MaxListenersExceededWarning.
+ */
+export interface ExitParticipant {
+  /** Called on `beforeExit`; starts delivering pending events (the I/O keeps the process alive). */
+  beforeExit?: (() => void) | undefined;
+  /** Called on SIGTERM/SIGINT; the signal is re-raised once every participant's promise settled. */
+  onSignal?: (() => Promise<void>) | undefined;
+}
+
+const SIGNALS = ["SIGTERM", "SIGINT"] as const;
+const exitParticipants = new Set<ExitParticipant>();
+const signalParticipants = new Set<ExitParticipant>();
+let signalling = false;
+
+function onBeforeExit(): void {
+  for (const p of exitParticipants) {
+    try {
+      p.beforeExit?.();
+    } catch {
+      // A hook must never turn a clean exit into a crash.
+    }
+  }
+}
+
+function onSignal(signal: NodeJS.Signals): void {
+  if (signalling) {
+    // Second signal while flushing: the user wants out now.
+    reraise(signal);
+    return;
+  }
+  signalling = true;
+  const pending = [...signalParticipants].map((p) => p.onSignal?.().catch(() => undefined));
+  void Promise.allSettled(pending).then(() => reraise(signal));
+}
+
+function reraise(signal: NodeJS.Signals): void {
+  for (const s of SIGNALS) process.removeListener(s, onSignal);
+  // If the application listens too, the signal is theirs to act on; re-raising would call them twice.
+  if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+}
+
+/** Registers hooks; returns the function that removes them. */
+export function registerExitHooks(
+  participant: ExitParticipant,
+  { flushOnExit, handleSignals }: { flushOnExit: boolean; handleSignals: boolean },
+): () => void {
+  if (flushOnExit) {
+    if (exitParticipants.size === 0) process.on("beforeExit", onBeforeExit);
+    exitParticipants.add(participant);
+  }
+  if (handleSignals) {
+    if (signalParticipants.size === 0) for (const s of SIGNALS) process.on(s, onSignal);
+    signalParticipants.add(participant);
+  }
+  return () => {
+    if (exitParticipants.delete(participant) && exitParticipants.size === 0) {
+      process.removeListener("beforeExit", onBeforeExit);
+    }
+    if (signalParticipants.delete(participant) && signalParticipants.size === 0 && !signalling) {
+      for (const s of SIGNALS) process.removeListener(s, onSignal);
+    }
+  };
+}

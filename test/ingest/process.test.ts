@@ -1,0 +1,135 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterEach, describe, expect, it } from "vitest";
+import { type OpenMeterServer, startOpenMeterServer } from "langchain-openmeter/testing";
+
+const root = fileURLToPath(new URL("../..", import.meta.url));
+const fixture = (name: string) => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
+
+const cleanup: Array<() => unknown> = [];
+afterEach(async () => {
+  while (cleanup.length) await cleanup.pop()!();
+});
+
+interface Run {
+  child: ChildProcess;
+  lines: string[];
+  stderr: () => string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+function run(script: string, env: Record<string, string>): Run {
+  const child = spawn(process.execPath, ["--import", "tsx", fixture(script)], {
+    cwd: root,
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const lines: string[] = [];
+  let buffered = "";
+  child.stdout!.on("data", (chunk: Buffer) => {
+    buffered += chunk.toString("utf8");
+    const parts = buffered.split("\n");
+    buffered = parts.pop() ?? "";
+    lines.push(...parts.filter(Boolean));
+  });
+  let stderr = "";
+  child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString("utf8")));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on("exit", (code, signal) => resolve({ code, signal })),
+  );
+  cleanup.push(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  });
+  return { child, lines, stderr: () => stderr, exited };
+}
+
+async function until(check: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const start = Date.now();
+  while (!check()) {
+    if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+const lastStats = (r: Run) => {
+  const line = [...r.lines].reverse().find((l) => l.includes('"enqueued"'));
+  return line ? (JSON.parse(line) as Record<string, number>) : undefined;
+};
+
+async function server(): Promise<OpenMeterServer> {
+  const s = await startOpenMeterServer();
+  cleanup.push(() => s.close());
+  return s;
+}
+
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), "om-proc-"));
+  cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+const ids = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => `${prefix}-${i}`);
+
+describe("in a real process", () => {
+  it("a script that enqueues and simply ends delivers everything (beforeExit)", async () => {
+    const s = await server();
+    const r = run("client-process.ts", { URL: s.url, COUNT: "35", PREFIX: "end", AFTER: "end" });
+    const { code } = await r.exited;
+    expect(code, r.stderr()).toBe(0);
+    expect(s.events.map((e) => e.id).sort()).toEqual(ids("end", 35).sort());
+    expect(r.lines).toEqual([]); // no errors reported
+  });
+
+  it("SIGKILL during an outage with a spool loses nothing: later processes replay it, even a dead replayer's claim", async () => {
+    const s = await server();
+    const dir = tempDir();
+    s.setMode("down");
+
+    // 1. Events outlast their retries and land in the spool; then the process is killed.
+    const a = run("client-process.ts", { URL: s.url, SPOOL: dir, COUNT: "40", PREFIX: "kill", AFTER: "hold", RETRIES: "1" });
+    await until(() => lastStats(a)?.spooled === 40, "the first process to spool its events");
+    a.child.kill("SIGKILL");
+    expect((await a.exited).signal).toBe("SIGKILL");
+
+    // 2. A second process claims the spool to replay it while the endpoint is still down, and is killed mid-retry.
+    const b = run("client-process.ts", { URL: s.url, SPOOL: dir, COUNT: "0", PREFIX: "none", AFTER: "hold", RETRIES: "50", MIN_DELAY: "200", MAX_DELAY: "200" });
+    await until(() => readdirSync(dir).some((n) => n.endsWith(".replaying")) && (lastStats(b)?.replayed ?? 0) === 40, "the second process to claim the spool");
+    b.child.kill("SIGKILL");
+    await b.exited;
+    expect(readdirSync(dir).some((n) => n.endsWith(".replaying"))).toBe(true);
+    expect(s.events).toHaveLength(0);
+
+    // 3. The endpoint is back; a third process picks up the dead process's claim and delivers it all.
+    s.setMode("ok");
+    const c = run("client-process.ts", { URL: s.url, SPOOL: dir, COUNT: "5", PREFIX: "late", AFTER: "end" });
+    expect((await c.exited).code).toBe(0);
+    expect(s.events.map((e) => e.id).sort()).toEqual([...ids("kill", 40), ...ids("late", 5)].sort());
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it("handleSignals: SIGTERM flushes, then the process dies of SIGTERM as usual", async () => {
+    const s = await server();
+    const r = run("client-process.ts", { URL: s.url, COUNT: "8", PREFIX: "sig", AFTER: "signal" });
+    await until(() => lastStats(r)?.enqueued === 8, "the events to be enqueued");
+    expect(s.events).toHaveLength(0); // flushIntervalMs is a minute and the batch is not full
+    r.child.kill("SIGTERM");
+    const { signal } = await r.exited;
+    expect(signal).toBe("SIGTERM");
+    expect(s.events.map((e) => e.id).sort()).toEqual(ids("sig", 8).sort());
+  });
+
+  it("concurrent writers from several processes never interleave lines in the spool", async () => {
+    const dir = tempDir();
+    const writers = Array.from({ length: 4 }, () => run("spool-writer.ts", { DIR: dir, BATCHES: "60", SIZE: "20" }));
+    const results = await Promise.all(writers.map((w) => w.exited));
+    expect(results.map((r) => r.code)).toEqual([0, 0, 0, 0]);
+    const lines = readFileSync(join(dir, "events.jsonl"), "utf8").split("\n").filter((l) => l !== "");
+    expect(lines).toHaveLength(4 * 60 * 20);
+    const seen = new Set(lines.map((l) => (JSON.parse(l) as { id: string }).id));
+    expect(seen.size).toBe(4 * 60 * 20);
+    expect(existsSync(join(dir, "events.jsonl"))).toBe(true);
+  });
+});

@@ -1,0 +1,219 @@
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { spawnSync } from "node:child_process";
+import { afterEach, describe, expect, it } from "vitest";
+import { IngestClient } from "langchain-openmeter";
+import { bodyIds, makeEvents, recorder, startPlainServer } from "./helpers";
+
+const cleanup: Array<() => Promise<unknown> | void> = [];
+afterEach(async () => {
+  while (cleanup.length) await cleanup.pop()!();
+});
+
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), "om-spool-"));
+  cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+async function until(check: () => boolean, timeoutMs = 5000): Promise<void> {
+  const start = Date.now();
+  while (!check()) {
+    if (Date.now() - start > timeoutMs) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/** A server that can be switched between down (503) and up, recording accepted ids. */
+async function switchable(up = true) {
+  const state = { up, accepted: [] as string[] };
+  const server = await startPlainServer((_req, res, body) => {
+    if (!state.up) return void res.writeHead(503).end();
+    state.accepted.push(...bodyIds(body));
+    res.writeHead(204).end();
+  });
+  cleanup.push(() => server.close());
+  return { server, state };
+}
+
+function client(url: string, spoolDir: string, extra: Record<string, unknown> = {}) {
+  const rec = recorder();
+  const c = new IngestClient({
+    url,
+    spoolDir,
+    retry: { retries: 2, minDelayMs: 1, maxDelayMs: 5 },
+    flushOnExit: false,
+    logger: rec.logger,
+    onError: rec.onError,
+    ...extra,
+  });
+  cleanup.push(() => c.shutdown());
+  return { client: c, rec };
+}
+
+const spoolLines = (dir: string) =>
+  readFileSync(join(dir, "events.jsonl"), "utf8")
+    .split("\n")
+    .filter((l) => l.trim() !== "");
+
+describe("spool", () => {
+  it("keeps events whose retries ran out, and replays them with their ids", async () => {
+    const dir = tempDir();
+    const { server, state } = await switchable(false);
+    const { client: c, rec } = client(server.url, dir);
+    const events = makeEvents(5);
+    c.enqueue(events);
+    await c.flush();
+    expect(c.stats()).toMatchObject({ spooled: 5, failed: 0, dropped: 0, sent: 0 });
+    expect(rec.errors).toEqual([]);
+    expect(spoolLines(dir).map((l) => JSON.parse(l))).toEqual(events);
+
+    state.up = true;
+    expect(await c.replaySpool()).toBe(5);
+    expect(state.accepted).toEqual(events.map((e) => e.id));
+    expect(c.stats()).toMatchObject({ replayed: 5, sent: 5 });
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it("takes the queue's overflow instead of dropping it", async () => {
+    const dir = tempDir();
+    const { server, state } = await switchable();
+    const { client: c } = client(server.url, dir, { maxQueueSize: 3 });
+    const events = makeEvents(7);
+    c.enqueue(events);
+    await c.flush();
+    expect(c.stats()).toMatchObject({ sent: 3, spooled: 4, dropped: 0 });
+    await c.replaySpool();
+    expect(state.accepted.sort()).toEqual(events.map((e) => e.id).sort());
+  });
+
+  it("replays on construction, in the background", async () => {
+    const dir = tempDir();
+    const events = makeEvents(4);
+    writeFileSync(join(dir, "events.jsonl"), events.map((e) => JSON.stringify(e)).join("\n") + "\n");
+    const { server, state } = await switchable();
+    const { client: c } = client(server.url, dir);
+    expect(c.stats().replayed).toBe(0); // the constructor did not block on the file
+    await until(() => state.accepted.length === 4);
+    expect(state.accepted).toEqual(events.map((e) => e.id));
+    await c.shutdown();
+    expect(readdirSync(dir)).toEqual([]);
+    void server;
+  });
+
+  it("heals by itself: after an outage, the next successful send replays the spool", async () => {
+    const dir = tempDir();
+    const { server, state } = await switchable(false);
+    const { client: c } = client(server.url, dir);
+    const early = makeEvents(6);
+    c.enqueue(early);
+    await c.flush();
+    expect(c.stats().spooled).toBe(6);
+    state.up = true;
+    const late = makeEvents(1);
+    c.enqueue(late);
+    await c.flush();
+    await until(() => state.accepted.length === 7);
+    expect(state.accepted.sort()).toEqual([...early, ...late].map((e) => e.id).sort());
+    void server;
+  });
+
+  it("tolerates a torn last line: replays the whole lines, warns once with the count", async () => {
+    const dir = tempDir();
+    const events = makeEvents(3);
+    const torn = JSON.stringify(makeEvents(1)[0]).slice(0, 40);
+    writeFileSync(join(dir, "events.jsonl"), `${events.map((e) => JSON.stringify(e)).join("\n")}\n${torn}`);
+    const { server, state } = await switchable();
+    const { client: c, rec } = client(server.url, dir);
+    await c.replaySpool();
+    await until(() => state.accepted.length === 3);
+    expect(state.accepted).toEqual(events.map((e) => e.id));
+    const warnings = rec.warnings.filter((w) => w.includes("unreadable"));
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/skipped 1 unreadable line/);
+    void server;
+  });
+
+  it("skips corrupted lines, and reports events that are not CloudEvents", async () => {
+    const dir = tempDir();
+    const [a, b, c2] = makeEvents(3);
+    const notAnEvent = { hello: "world" };
+    writeFileSync(
+      join(dir, "events.jsonl"),
+      [JSON.stringify(a), "\u0000\u0000garbage{", JSON.stringify(b), "[1,2]", JSON.stringify(notAnEvent), "", JSON.stringify(c2)].join("\n") + "\n",
+    );
+    const { server, state } = await switchable();
+    const { client: c, rec } = client(server.url, dir);
+    await c.replaySpool();
+    await until(() => state.accepted.length === 3);
+    expect(state.accepted).toEqual([a!.id, b!.id, c2!.id]);
+    expect(rec.warnings.filter((w) => w.includes("unreadable"))).toEqual([expect.stringMatching(/skipped 2 unreadable lines?/)]);
+    expect(rec.errors.map((e) => e.kind)).toEqual(["invalid-event"]);
+    void server;
+  });
+
+  it("an unwritable spool directory: the events are counted as dropped and reported, nothing crashes", async () => {
+    const base = tempDir();
+    const file = join(base, "not-a-dir");
+    writeFileSync(file, "");
+    const { server } = await switchable(false);
+    const { client: c, rec } = client(server.url, join(file, "spool"));
+    const events = makeEvents(2);
+    c.enqueue(events);
+    await c.flush();
+    expect(c.stats()).toMatchObject({ dropped: 2, spooled: 0 });
+    const spoolErrors = rec.errors.filter((e) => e.kind === "spool" && e.events.length > 0);
+    expect(spoolErrors).toHaveLength(1);
+    expect(spoolErrors[0]!.events).toEqual(events);
+    expect(spoolErrors[0]!.message).toMatch(/could not write the spool.*check spoolDir/);
+    expect(rec.warnings.some((w) => w.includes("2 event(s) lost"))).toBe(true);
+  });
+
+  it("shutdown during an outage spools at once instead of sitting out the backoff", async () => {
+    const dir = tempDir();
+    const { server } = await switchable(false);
+    const { client: c } = client(server.url, dir, { retry: { retries: 10, minDelayMs: 60_000, maxDelayMs: 60_000 } });
+    c.enqueue(makeEvents(3));
+    await until(() => server.requests.length >= 1);
+    await c.shutdown(); // would hang past the test timeout if it waited for the 60 s backoff
+    expect(c.stats()).toMatchObject({ spooled: 3, inFlight: 0 });
+    expect(spoolLines(dir)).toHaveLength(3);
+  });
+
+  it("two clients replaying the same directory never send the same file twice", async () => {
+    const dir = tempDir();
+    const events = makeEvents(50);
+    writeFileSync(join(dir, "events.jsonl"), events.map((e) => JSON.stringify(e)).join("\n") + "\n");
+    const { server, state } = await switchable();
+    const a = client(server.url, dir, { maxBatchSize: 5 }).client;
+    const b = client(server.url, dir, { maxBatchSize: 5 }).client;
+    const [na, nb] = await Promise.all([a.replaySpool(), b.replaySpool()]);
+    await Promise.all([a.flush(), b.flush()]);
+    await until(() => state.accepted.length >= 50);
+    expect(state.accepted.sort()).toEqual(events.map((e) => e.id).sort());
+    expect(a.stats().replayed + b.stats().replayed).toBe(50);
+    void na;
+    void nb;
+    void server;
+  });
+
+  it("picks up files claimed by a dead process, and leaves a live process's claim alone", async () => {
+    const dir = tempDir();
+    const dead = spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"], { encoding: "utf8" });
+    const deadPid = Number(dead.stdout);
+    const orphan = makeEvents(2);
+    const busy = makeEvents(2);
+    writeFileSync(join(dir, `events.${deadPid}.1700000000000.a1.replaying`), orphan.map((e) => JSON.stringify(e)).join("\n") + "\n");
+    const liveClaim = join(dir, `events.${process.ppid}.1700000000000.b2.replaying`);
+    writeFileSync(liveClaim, busy.map((e) => JSON.stringify(e)).join("\n") + "\n");
+    const { server, state } = await switchable();
+    const { client: c } = client(server.url, dir);
+    await c.replaySpool();
+    await until(() => state.accepted.length >= 2);
+    await c.flush();
+    expect(state.accepted.sort()).toEqual(orphan.map((e) => e.id).sort());
+    expect(existsSync(liveClaim)).toBe(true);
+    void server;
+  });
+});
