@@ -1,16 +1,15 @@
+// LangChain hooks -> usage -> events -> ingest -> transport: the public surface of each layer.
+export { MeteringCallbackHandler } from "./handler";
+export type { MeteringCallbackHandlerOptions, MeteringStats } from "./handler";
+export type { MeteringEventOptions } from "./handler-options";
+export type { SubjectContext, SubjectResolver } from "./subject";
+export type { TokenKind, UsageEvent, UsageEventData } from "./events";
 export type { CloudEvent, DataValue } from "./cloudevent";
 export { cloudEventSchema } from "./cloudevent";
-export type { Logger } from "./logger";
-export type { EventSink } from "./ingest/sink";
 export { IngestClient } from "./ingest/client";
 export type { IngestStats } from "./ingest/client";
 export { IngestError } from "./ingest/errors";
 export type { IngestErrorKind } from "./ingest/errors";
-export {
-  ingestOptionsSchema,
-  ingestOptionsShape,
-  parseIngestOptions,
-  parseOptions,
-  refineIngestOptions,
-} from "./ingest/options";
-export type { IngestOptions, ResolvedIngestOptions, RetryOptions } from "./ingest/options";
+export type { IngestOptions, RetryOptions } from "./ingest/options";
+export type { EventSink } from "./ingest/sink";
+export type { Logger } from "./logger";

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
-import { IngestClient, ingestOptionsShape, parseIngestOptions, parseOptions, refineIngestOptions } from "langchain-openmeter";
+import { IngestClient } from "langchain-openmeter";
+import { ingestOptionsShape, parseIngestOptions, parseOptions, refineIngestOptions } from "../../src/ingest/options";
 
 const url = "http://127.0.0.1:8888/api/v1/events";
 const message = (input: unknown) => {

@@ -1,0 +1,110 @@
+import { z } from "zod";
+import type { EventSink } from "./ingest/sink";
+import type { Logger } from "./logger";
+import type { MetadataPolicy } from "./metadata";
+import { ingestOptionsShape, parseOptions, refineIngestOptions, type IngestOptions } from "./ingest/options";
+import type { SubjectResolver } from "./subject";
+
+/** What the handler itself decides: how runs become events. Delivery options go to the ingest client. */
+export interface MeteringEventOptions {
+  /** CloudEvents `source`; OpenMeter de-duplicates on source + id. Default `"langchain"`. */
+  source?: string;
+  /** CloudEvents `type` the meter filters on. Default `"kong.llm_request"` (Konnect's LLM Tokens template). */
+  eventType?: string;
+  /** Invoke-metadata key that holds the customer. Default `"subject"`. */
+  subjectKey?: string;
+  /** Subject for runs whose metadata names none. */
+  defaultSubject?: string;
+  /** Computes the subject from a run's metadata and tags; falls back to `subjectKey`, then `defaultSubject`. */
+  resolveSubject?: SubjectResolver;
+  /**
+   * Which invoke-metadata keys travel into `data`: `true` (default) every flat user value except
+   * LangChain's own keys, a list for exactly those keys, `false` for none.
+   */
+  includeMetadata?: MetadataPolicy;
+  /** Send cache reads and writes as their own `input_cached` / `input_cache_write` events. Default false. */
+  splitCachedInput?: boolean;
+  /** Forget a run that has not ended after this long (abandoned streams). Default 1 hour. */
+  runTimeoutMs?: number;
+  /** Where warnings go. Default: the console. */
+  logger?: Logger;
+  /** Deliver through this sink (an `IngestClient` you share, or your own) instead of creating one. */
+  client?: EventSink;
+}
+
+const nonEmptyString = (name: string) =>
+  z.string({ error: `\`${name}\` must be a string` }).trim().min(1, { error: `\`${name}\` must not be empty` });
+
+const isFunction = (value: unknown) => typeof value === "function";
+
+export const meteringEventOptionsShape = {
+  source: nonEmptyString("source").default("langchain"),
+  eventType: nonEmptyString("eventType").default("kong.llm_request"),
+  subjectKey: nonEmptyString("subjectKey").default("subject"),
+  defaultSubject: nonEmptyString("defaultSubject").optional(),
+  resolveSubject: z
+    .custom<SubjectResolver>(isFunction, { error: "`resolveSubject` must be a function (context) => subject" })
+    .optional(),
+  includeMetadata: z
+    .union([z.boolean(), z.array(z.string().min(1))], {
+      error: "`includeMetadata` must be true, false, or a list of metadata keys",
+    })
+    .default(true),
+  splitCachedInput: z.boolean({ error: "`splitCachedInput` must be true or false" }).default(false),
+  runTimeoutMs: z
+    .number({ error: "`runTimeoutMs` must be a number of milliseconds" })
+    .int({ error: "`runTimeoutMs` must be a whole number of milliseconds" })
+    .min(1000, { error: "`runTimeoutMs` must be at least 1000 (runs are forgotten after this long)" })
+    .default(3_600_000),
+  logger: z
+    .custom<Logger>(
+      (value) => typeof value === "object" && value !== null && isFunction((value as Logger).warn) && isFunction((value as Logger).error),
+      { error: "`logger` must have warn(message) and error(message) methods" },
+    )
+    .optional(),
+  client: z
+    .custom<EventSink>(
+      (value) =>
+        typeof value === "object" &&
+        value !== null &&
+        ["enqueue", "flush", "shutdown"].every((method) => isFunction((value as Record<string, unknown>)[method])),
+      { error: "`client` must have enqueue(), flush() and shutdown() methods (an IngestClient, for example)" },
+    )
+    .optional(),
+};
+
+const eventOptionsSchema = z.strictObject(meteringEventOptionsShape);
+// Without `client` the handler builds its own ingest client, so the ingest options are its too.
+const ownClientSchema = z.strictObject({ ...ingestOptionsShape, ...meteringEventOptionsShape }).superRefine(refineIngestOptions);
+
+export type ResolvedEventOptions = z.output<typeof eventOptionsSchema>;
+
+const INGEST_OPTION_NAMES = Object.keys(ingestOptionsShape);
+
+/**
+ * Validates the handler's options; throws one TypeError naming every option to fix. Returns the
+ * handler's own options, and the ingest client's when the handler is to create one.
+ */
+export function parseHandlerOptions(options: Record<string, unknown>): {
+  events: ResolvedEventOptions;
+  ingest: IngestOptions | undefined;
+} {
+  const label = "MeteringCallbackHandler";
+  if (options.client === undefined) {
+    const parsed = parseOptions(ownClientSchema, options, label);
+    const ingest = Object.fromEntries(Object.entries(options).filter(([key]) => INGEST_OPTION_NAMES.includes(key)));
+    return { events: parseOptions(eventOptionsSchema, pick(parsed, meteringEventOptionsShape), label), ingest: ingest as IngestOptions };
+  }
+  const stray = Object.keys(options).filter((key) => INGEST_OPTION_NAMES.includes(key) && key !== "logger");
+  if (stray.length > 0) {
+    throw new TypeError(
+      `${label}: ${stray.map((key) => `\`${key}\``).join(", ")} configure the ingest client this handler would create, ` +
+        "but `client` was given: set them on that client instead",
+    );
+  }
+  return { events: parseOptions(eventOptionsSchema, options, label), ingest: undefined };
+}
+
+function pick(values: Record<string, unknown>, shape: object): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(values).filter(([key]) => key in shape));
+}

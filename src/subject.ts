@@ -1,0 +1,34 @@
+/** What a subject resolver sees: the run's metadata (parents' merged in) and tags. */
+export interface SubjectContext {
+  metadata: Readonly<Record<string, unknown>>;
+  tags: readonly string[];
+  runId: string;
+  parentRunId?: string;
+}
+
+export type SubjectResolver = (context: SubjectContext) => string | number | undefined | null;
+
+export const MAX_SUBJECT_LENGTH = 256;
+
+export type SubjectCheck = { ok: true; subject: string } | { ok: false; reason: string };
+
+/**
+ * Normalises a subject candidate. Numbers are accepted (customer ids often are) as their decimal
+ * form; strings are trimmed; control characters and over-long values are refused, since they would
+ * never match a customer's subject key on the billing side.
+ */
+export function checkSubject(value: unknown): SubjectCheck | undefined {
+  if (value === undefined || value === null) return undefined;
+  let subject: string;
+  if (typeof value === "string") subject = value.trim();
+  else if (typeof value === "number" && Number.isFinite(value)) subject = String(value);
+  else if (typeof value === "bigint") subject = value.toString();
+  else return { ok: false, reason: `it is a ${typeof value}, not a string` };
+  if (subject === "") return { ok: false, reason: "it is empty" };
+  if (subject.length > MAX_SUBJECT_LENGTH) {
+    return { ok: false, reason: `it is longer than ${MAX_SUBJECT_LENGTH} characters` };
+  }
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(subject)) return { ok: false, reason: "it contains control characters" };
+  return { ok: true, subject };
+}
