@@ -1,0 +1,85 @@
+/**
+ * An offline stand-in for a chat model, so the example runs with no account and no network.
+ * Its answers are simple, but its token counts are real: it counts with OpenAI's o200k_base
+ * tokenizer (bundled with js-tiktoken, nothing is downloaded), the way the API counts chat input,
+ * and reports them as `usage_metadata` like any LangChain integration.
+ */
+import { BaseChatModel, type BaseChatModelParams } from "@langchain/core/language_models/chat_models";
+import { AIMessage, AIMessageChunk, type BaseMessage, type UsageMetadata } from "@langchain/core/messages";
+import { ChatGenerationChunk, type ChatResult } from "@langchain/core/outputs";
+import type { CallbackManagerForLLMRun } from "@langchain/core/callbacks/manager";
+import { Tiktoken } from "js-tiktoken/lite";
+import o200k_base from "js-tiktoken/ranks/o200k_base";
+
+const encoder = new Tiktoken(o200k_base);
+
+/** Tokens as OpenAI counts a chat request: each message costs 3 framing tokens, the reply 3 more. */
+export function countChatTokens(messages: BaseMessage[]): number {
+  let tokens = 3;
+  for (const message of messages) tokens += 3 + encoder.encode(`${message.getType()}\n${message.text}`).length;
+  return tokens;
+}
+
+export function countTokens(text: string): number {
+  return encoder.encode(text).length;
+}
+
+/** A few things it can really answer; everything else gets an honest canned reply. */
+export function answer(question: string): string {
+  const arithmetic = question.match(/(-?\d+(?:\.\d+)?)\s*([-+*/x×])\s*(-?\d+(?:\.\d+)?)/);
+  if (arithmetic) {
+    const [, a, op, b] = arithmetic;
+    const x = Number(a);
+    const y = Number(b);
+    const result = op === "+" ? x + y : op === "-" ? x - y : op === "/" ? x / y : x * y;
+    return `${a} ${op} ${b} = ${Number.isFinite(result) ? Number(result.toFixed(10)) : "undefined"}.`;
+  }
+  if (/^\s*(hi|hello|hey)\b/i.test(question)) return "Hello! I'm the offline stand-in model. Ask me some arithmetic.";
+  const words = question.trim().split(/\s+/).filter(Boolean).length;
+  return `I'm an offline stand-in, so I can't really answer that. Your question had ${words} word${words === 1 ? "" : "s"}; set OPENAI_API_KEY to talk to a real model.`;
+}
+
+export class OfflineChatModel extends BaseChatModel {
+  static readonly modelName = "offline-stand-in";
+
+  constructor(params: BaseChatModelParams = {}) {
+    super(params);
+  }
+
+  _llmType(): string {
+    return "offline";
+  }
+
+  override getLsParams(options: this["ParsedCallOptions"]) {
+    return { ...super.getLsParams(options), ls_provider: "offline", ls_model_name: OfflineChatModel.modelName };
+  }
+
+  #reply(messages: BaseMessage[]) {
+    const last = messages.filter((m) => m.getType() === "human").at(-1);
+    const text = answer(last?.text ?? "");
+    const input = countChatTokens(messages);
+    const output = countTokens(text);
+    const usage: UsageMetadata = { input_tokens: input, output_tokens: output, total_tokens: input + output };
+    return { text, usage };
+  }
+
+  async _generate(messages: BaseMessage[]): Promise<ChatResult> {
+    const { text, usage } = this.#reply(messages);
+    return { generations: [{ text, message: new AIMessage({ content: text, usage_metadata: usage }) }] };
+  }
+
+  /** Streams word by word, then a last chunk with the usage, as OpenAI's usage chunk does. */
+  override async *_streamResponseChunks(
+    messages: BaseMessage[],
+    _options: this["ParsedCallOptions"],
+    runManager?: CallbackManagerForLLMRun,
+  ): AsyncGenerator<ChatGenerationChunk> {
+    const { text, usage } = this.#reply(messages);
+    for (const piece of text.match(/\S+\s*/g) ?? []) {
+      const chunk = new ChatGenerationChunk({ text: piece, message: new AIMessageChunk({ content: piece }) });
+      yield chunk;
+      await runManager?.handleLLMNewToken(piece, undefined, undefined, undefined, undefined, { chunk });
+    }
+    yield new ChatGenerationChunk({ text: "", message: new AIMessageChunk({ content: "", usage_metadata: usage }) });
+  }
+}
