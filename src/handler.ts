@@ -7,7 +7,7 @@ import type { ChatGenerationChunk, GenerationChunk, LLMResult } from "@langchain
 import type { ChainValues } from "@langchain/core/utils/types";
 import { buildUsageEvents, RESERVED_DATA_KEYS, type EventSettings } from "./events";
 import { parseHandlerOptions, type MeteringEventOptions, type ResolvedEventOptions } from "./handler-options";
-import { IngestClient } from "./ingest/client";
+import { IngestClient, type IngestStats } from "./ingest/client";
 import type { IngestOptions } from "./ingest/options";
 import type { EventSink } from "./ingest/sink";
 import { consoleLogger, OnceLogger } from "./logger";
@@ -52,6 +52,8 @@ export interface MeteringStats {
   abandoned: number;
   /** Runs currently between start and end. */
   open: number;
+  /** What the ingest client did with the events, when the client counts (an `IngestClient` does). */
+  delivery?: IngestStats;
 }
 
 /**
@@ -286,8 +288,10 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
     this.#parents.clear();
   }
 
+  /** What the handler did, and (`delivery`) what its ingest client did with the events. */
   stats(): MeteringStats {
-    return { ...this.#stats, open: this.#models.size };
+    const delivery = (this.client as Partial<IngestClient>).stats?.();
+    return { ...this.#stats, open: this.#models.size, ...(delivery ? { delivery } : {}) };
   }
 
   // ---- Internals

@@ -1,4 +1,5 @@
 import { InMemoryCache } from "@langchain/core/caches";
+import { awaitAllCallbacks } from "@langchain/core/callbacks/promises";
 import { RunnableLambda } from "@langchain/core/runnables";
 import { ChatPromptTemplate } from "@langchain/core/prompts";
 import { StringOutputParser } from "@langchain/core/output_parsers";
@@ -312,5 +313,27 @@ describe("MeteringCallbackHandler: options", () => {
     expect(() => new MeteringCallbackHandler({ client, subjectkey: "x" } as never)).toThrow("unknown option `subjectkey` (did you mean `subjectKey`?)");
     expect(() => new MeteringCallbackHandler({ client: {} as never })).toThrow(/`client` must have enqueue\(\), flush\(\) and shutdown\(\)/);
     expect(() => new MeteringCallbackHandler(42 as never)).toThrow(/pass an options object .* got number/);
+  });
+});
+
+describe("MeteringCallbackHandler: with its own ingest client", () => {
+  it("delivers to an OpenMeter-compatible endpoint, counts it, and refuses runs after shutdown", async () => {
+    const { startOpenMeterServer } = await import("langchain-openmeter/testing");
+    const server = await startOpenMeterServer({ apiKey: "secret-key" });
+    const log = recordingLogger();
+    const handler = new MeteringCallbackHandler(server.url, "secret-key", { logger: log.logger, flushOnExit: false });
+    const model = new ScriptedChatModel(() => ({ usage: usage(11, 22) }), "m", "openai", { callbacks: [handler] });
+    await model.invoke("a", { metadata: { subject: "acme" } });
+    await handler.flush();
+    expect(server.totals()).toEqual({ acme: { input: 11, output: 22 } });
+    expect(handler.stats()).toMatchObject({ metered: 1, open: 0, delivery: { enqueued: 2, sent: 2, batches: 1, failed: 0 } });
+
+    await handler.shutdown();
+    await model.invoke("b", { metadata: { subject: "acme" } });
+    await awaitAllCallbacks();
+    expect(server.events).toHaveLength(2);
+    expect(log.warnings.join("\n")).toMatch(/after shutdown\(\) was not metered/);
+    expect([...log.warnings, ...log.errors].join("\n")).not.toContain("secret-key");
+    await server.close();
   });
 });
