@@ -4,7 +4,6 @@ import type { Serialized } from "@langchain/core/load/serializable";
 import type { ChatModelStreamEvent } from "@langchain/core/language_models/event";
 import type { BaseMessage, UsageMetadata } from "@langchain/core/messages";
 import type { ChatGenerationChunk, GenerationChunk, LLMResult } from "@langchain/core/outputs";
-import type { ChainValues } from "@langchain/core/utils/types";
 import { buildUsageEvents, RESERVED_DATA_KEYS, type EventSettings } from "./events";
 import { parseHandlerOptions, type MeteringEventOptions, type ResolvedEventOptions } from "./handler-options";
 import { IngestClient, type IngestStats } from "./ingest/client";
@@ -27,13 +26,6 @@ interface ModelRun {
   readonly model: string | undefined;
   readonly provider: string | undefined;
   stream?: StreamUsageTracker;
-}
-
-/** A chain or tool run, kept so a model run beneath it can find the subject its ancestors carry. */
-interface ParentRun {
-  readonly storedAt: number;
-  readonly parentRunId: string | undefined;
-  readonly metadata: Record<string, unknown> | undefined;
 }
 
 /** What the handler did, for `stats()`. */
@@ -78,7 +70,6 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
   readonly #settings: EventSettings;
   readonly #warnings: OnceLogger;
   readonly #models: RunRegistry<ModelRun>;
-  readonly #parents: RunRegistry<ParentRun>;
   readonly #sweeper: NodeJS.Timeout;
   readonly #stats = { metered: 0, missingSubject: 0, missingUsage: 0, cacheHits: 0, failed: 0, abandoned: 0 };
   #closed = false;
@@ -90,9 +81,17 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
     apiKey?: string,
     rest?: Omit<MeteringCallbackHandlerOptions, "url" | "apiKey">,
   ) {
-    super({ raiseError: false });
-    // A metering handler must never delay the user's call: let LangChain run it in the background.
-    this.awaitHandlers = false;
+    // Never raise into the user's call. Whether LangChain runs the hooks in the background is the
+    // user's choice (LANGCHAIN_CALLBACKS_BACKGROUND): they are cheap and synchronous either way.
+    super({
+      raiseError: false,
+      // Only model runs matter. LangChain already hands an enclosing run's metadata (the subject)
+      // down to every child run, and each ignored kind spares a task per run on its shared queue.
+      ignoreChain: true,
+      ignoreAgent: true,
+      ignoreRetriever: true,
+      ignoreCustomEvent: true,
+    });
 
     const { events, ingest } = parseHandlerOptions(normaliseArguments(urlOrOptions, apiKey, rest));
     this.#options = events;
@@ -107,7 +106,6 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
       splitCachedInput: this.#options.splitCachedInput,
     };
     this.#models = new RunRegistry(this.#options.runTimeoutMs);
-    this.#parents = new RunRegistry(this.#options.runTimeoutMs);
     this.#sweeper = setInterval(() => this.#sweep(), Math.min(this.#options.runTimeoutMs, 60_000));
     this.#sweeper.unref();
   }
@@ -219,49 +217,6 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
     if (this.#models.take(runId) !== undefined) this.#stats.failed++;
   }
 
-  override handleChainStart(
-    _chain: Serialized,
-    _inputs: ChainValues,
-    runId: string,
-    // LangChain passes the parent run id here, whatever the declared signature says.
-    parentRunId?: unknown,
-    _tags?: string[],
-    metadata?: Record<string, unknown>,
-  ): void {
-    this.#parents.set(runId, {
-      storedAt: performance.now(),
-      parentRunId: typeof parentRunId === "string" ? parentRunId : undefined,
-      metadata,
-    });
-  }
-
-  override handleChainEnd(_outputs: ChainValues, runId: string): void {
-    this.#parents.delete(runId);
-  }
-
-  override handleChainError(_error: unknown, runId: string): void {
-    this.#parents.delete(runId);
-  }
-
-  override handleToolStart(
-    _tool: Serialized,
-    _input: string,
-    runId: string,
-    parentRunId?: string,
-    _tags?: string[],
-    metadata?: Record<string, unknown>,
-  ): void {
-    this.#parents.set(runId, { storedAt: performance.now(), parentRunId, metadata });
-  }
-
-  override handleToolEnd(_output: unknown, runId: string): void {
-    this.#parents.delete(runId);
-  }
-
-  override handleToolError(_error: unknown, runId: string): void {
-    this.#parents.delete(runId);
-  }
-
   // ---- Public API
 
   /**
@@ -285,7 +240,6 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
     if (this.#ownsClient) await this.client.shutdown();
     else await this.client.flush();
     this.#models.clear();
-    this.#parents.clear();
   }
 
   /** What the handler did, and (`delivery`) what its ingest client did with the events. */
@@ -308,15 +262,14 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
       return;
     }
     try {
-      const merged = this.#withAncestors(metadata, parentRunId);
-      const subject = this.#resolveSubject({ metadata: merged ?? {}, tags: tags ?? [], runId, parentRunId });
+      const subject = this.#resolveSubject({ metadata: metadata ?? {}, tags: tags ?? [], runId, parentRunId });
       if (subject === undefined) return;
-      const provider = stringOr(merged?.ls_provider);
+      const provider = stringOr(metadata?.ls_provider);
       const run: ModelRun = {
         storedAt: performance.now(),
         subject,
-        metadata: merged,
-        model: stringOr(merged?.ls_model_name) ?? invocationModel(extraParams),
+        metadata,
+        model: stringOr(metadata?.ls_model_name) ?? invocationModel(extraParams),
         provider,
       };
       if (provider === "anthropic") run.stream = new StreamUsageTracker();
@@ -324,19 +277,6 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
     } catch (error) {
       this.#warnings.logger.error(`could not start metering run ${runId}: ${errorMessage(error)}`);
     }
-  }
-
-  /** Metadata of the run, under that of its chain and tool ancestors (the nearest wins). */
-  #withAncestors(
-    metadata: Record<string, unknown> | undefined,
-    parentRunId: string | undefined,
-  ): Record<string, unknown> | undefined {
-    let merged = metadata;
-    for (let parent = this.#parents.get(parentRunId), depth = 0; parent && depth < 100; depth++) {
-      if (parent.metadata) merged = { ...parent.metadata, ...merged };
-      parent = this.#parents.get(parent.parentRunId);
-    }
-    return merged;
   }
 
   #resolveSubject(context: SubjectContext): string | undefined {
@@ -367,7 +307,6 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
 
   #sweep(): void {
     this.#stats.abandoned += this.#models.sweep();
-    this.#parents.sweep();
   }
 }
 
