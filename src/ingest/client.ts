@@ -49,6 +49,8 @@ export class IngestClient implements EventSink {
   readonly #transport: Transport;
   readonly #spool: Spool | undefined;
   readonly #unregister: () => void;
+  // Held here: the exit hooks keep only a weak reference, so an abandoned idle client can be collected.
+  readonly #exitParticipant = { beforeExit: () => this.#onBeforeExit(), onSignal: () => this.shutdown() };
 
   // The queue is a list of chunks of at most maxBatchSize, so taking a batch is O(1).
   #queue: CloudEvent[][] = [];
@@ -107,10 +109,10 @@ export class IngestClient implements EventSink {
       maxRetryAfterMs: this.#opts.retry.maxDelayMs,
     });
     this.#spool = this.#opts.spoolDir === undefined ? undefined : new Spool(this.#opts.spoolDir);
-    this.#unregister = registerExitHooks(
-      { beforeExit: () => this.#onBeforeExit(), onSignal: () => this.shutdown() },
-      { flushOnExit: this.#opts.flushOnExit, handleSignals: this.#opts.handleSignals },
-    );
+    this.#unregister = registerExitHooks(this.#exitParticipant, {
+      flushOnExit: this.#opts.flushOnExit,
+      handleSignals: this.#opts.handleSignals,
+    });
     if (this.#spool) void this.replaySpool();
   }
 

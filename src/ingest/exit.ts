@@ -1,6 +1,8 @@
 /**
  * Process exit hooks shared by every client: one listener per event however many clients exist,
- * so ten clients do not trip Node's MaxListenersExceededWarning.
+ * so ten clients do not trip Node's MaxListenersExceededWarning. Participants are held weakly: a
+ * client nobody references any more (and with nothing pending, or its timers would hold it) can be
+ * collected even if it was never shut down.
  */
 export interface ExitParticipant {
   /** Called on `beforeExit`; starts delivering pending events (the I/O keeps the process alive). */
@@ -10,12 +12,22 @@ export interface ExitParticipant {
 }
 
 const SIGNALS = ["SIGTERM", "SIGINT"] as const;
-const exitParticipants = new Set<ExitParticipant>();
-const signalParticipants = new Set<ExitParticipant>();
+const exitParticipants = new Set<WeakRef<ExitParticipant>>();
+const signalParticipants = new Set<WeakRef<ExitParticipant>>();
+
+function live(refs: Set<WeakRef<ExitParticipant>>): ExitParticipant[] {
+  const participants: ExitParticipant[] = [];
+  for (const ref of refs) {
+    const participant = ref.deref();
+    if (participant) participants.push(participant);
+    else refs.delete(ref);
+  }
+  return participants;
+}
 let signalling = false;
 
 function onBeforeExit(): void {
-  for (const p of exitParticipants) {
+  for (const p of live(exitParticipants)) {
     try {
       p.beforeExit?.();
     } catch {
@@ -31,7 +43,7 @@ function onSignal(signal: NodeJS.Signals): void {
     return;
   }
   signalling = true;
-  const pending = [...signalParticipants].map((p) => p.onSignal?.().catch(() => undefined));
+  const pending = live(signalParticipants).map((p) => p.onSignal?.().catch(() => undefined));
   void Promise.allSettled(pending).then(() => reraise(signal));
 }
 
@@ -41,24 +53,28 @@ function reraise(signal: NodeJS.Signals): void {
   if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
 }
 
-/** Registers hooks; returns the function that removes them. */
+/**
+ * Registers hooks; returns the function that removes them. The caller must keep `participant`
+ * referenced for as long as it wants the hooks (only a weak reference is kept here).
+ */
 export function registerExitHooks(
   participant: ExitParticipant,
   { flushOnExit, handleSignals }: { flushOnExit: boolean; handleSignals: boolean },
 ): () => void {
+  const ref = new WeakRef(participant);
   if (flushOnExit) {
     if (exitParticipants.size === 0) process.on("beforeExit", onBeforeExit);
-    exitParticipants.add(participant);
+    exitParticipants.add(ref);
   }
   if (handleSignals) {
     if (signalParticipants.size === 0) for (const s of SIGNALS) process.on(s, onSignal);
-    signalParticipants.add(participant);
+    signalParticipants.add(ref);
   }
   return () => {
-    if (exitParticipants.delete(participant) && exitParticipants.size === 0) {
+    if (exitParticipants.delete(ref) && exitParticipants.size === 0) {
       process.removeListener("beforeExit", onBeforeExit);
     }
-    if (signalParticipants.delete(participant) && signalParticipants.size === 0 && !signalling) {
+    if (signalParticipants.delete(ref) && signalParticipants.size === 0 && !signalling) {
       for (const s of SIGNALS) process.removeListener(s, onSignal);
     }
   };
