@@ -4,11 +4,12 @@ import type { Serialized } from "@langchain/core/load/serializable";
 import type { ChatModelStreamEvent } from "@langchain/core/language_models/event";
 import type { BaseMessage, UsageMetadata } from "@langchain/core/messages";
 import type { ChatGenerationChunk, GenerationChunk, LLMResult } from "@langchain/core/outputs";
-import { buildUsageEvents, RESERVED_DATA_KEYS, type EventSettings } from "./events";
+import { buildUsageEvents, RESERVED_DATA_KEYS, type EventSettings, type UsageEvent } from "./events";
 import { parseHandlerOptions, type MeteringEventOptions, type ResolvedEventOptions } from "./handler-options";
 import { IngestClient, type IngestStats } from "./ingest/client";
+import { IngestError } from "./ingest/errors";
 import type { IngestOptions } from "./ingest/options";
-import type { EventSink } from "./ingest/sink";
+import type { EventSink, FlushOptions } from "./ingest/sink";
 import { consoleLogger, OnceLogger } from "./logger";
 import { selectMetadata } from "./metadata";
 import { RunRegistry } from "./runs";
@@ -18,9 +19,12 @@ import { extractUsage } from "./usage";
 
 export type MeteringCallbackHandlerOptions = MeteringEventOptions & Partial<IngestOptions>;
 
+/** How long shutdown() waits for model calls already under way to end. */
+const SHUTDOWN_GRACE_MS = 5_000;
+
 /** A model run between its start and end callbacks: what the end callback no longer carries. */
 interface ModelRun {
-  readonly storedAt: number;
+  seenAt: number;
   readonly subject: string;
   readonly metadata: Record<string, unknown> | undefined;
   readonly model: string | undefined;
@@ -42,6 +46,8 @@ export interface MeteringStats {
   failed: number;
   /** Runs forgotten after `runTimeoutMs` without an end. */
   abandoned: number;
+  /** Runs that ended after being forgotten (billed all the same, while still remembered). */
+  lateEnds: number;
   /** Runs currently between start and end. */
   open: number;
   /** What the ingest client did with the events, when the client counts (an `IngestClient` does). */
@@ -70,9 +76,10 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
   readonly #settings: EventSettings;
   readonly #warnings: OnceLogger;
   readonly #models: RunRegistry<ModelRun>;
-  readonly #sweeper: NodeJS.Timeout;
-  readonly #stats = { metered: 0, missingSubject: 0, missingUsage: 0, cacheHits: 0, failed: 0, abandoned: 0 };
+  readonly #stats = { metered: 0, missingSubject: 0, missingUsage: 0, cacheHits: 0, failed: 0, abandoned: 0, lateEnds: 0 };
   #closed = false;
+  #clientClosed = false;
+  readonly #onError: ((error: IngestError) => void) | undefined;
 
   constructor(options: MeteringCallbackHandlerOptions);
   constructor(url: string, apiKey?: string, options?: Omit<MeteringCallbackHandlerOptions, "url" | "apiKey">);
@@ -98,6 +105,7 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
     const logger = events.logger ?? consoleLogger;
     this.#warnings = new OnceLogger(logger);
     this.#ownsClient = events.client === undefined;
+    this.#onError = ingest?.onError;
     this.client = events.client ?? new IngestClient(ingest as IngestOptions);
 
     this.#settings = {
@@ -106,8 +114,6 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
       splitCachedInput: this.#options.splitCachedInput,
     };
     this.#models = new RunRegistry(this.#options.runTimeoutMs);
-    this.#sweeper = setInterval(() => this.#sweep(), Math.min(this.#options.runTimeoutMs, 60_000));
-    this.#sweeper.unref();
   }
 
   /** One handler owns one client: LangChain's copies must share it, not build another. */
@@ -149,14 +155,14 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
     _tags?: string[],
     fields?: { chunk?: ChatGenerationChunk | GenerationChunk },
   ): void {
-    const run = this.#models.get(runId);
+    const run = this.#models.touch(runId);
     if (run?.stream === undefined) return;
     const message = (fields?.chunk as ChatGenerationChunk | undefined)?.message as { usage_metadata?: UsageMetadata } | undefined;
     if (message?.usage_metadata !== undefined) run.stream.observeChunk(message.usage_metadata);
   }
 
   override handleChatModelStreamEvent(event: ChatModelStreamEvent, runId: string): void {
-    this.#models.get(runId)?.stream?.observeEvent(event);
+    this.#models.touch(runId)?.stream?.observeEvent(event);
   }
 
   override handleLLMEnd(
@@ -167,8 +173,17 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
     extraParams?: Record<string, unknown>,
   ): void {
     try {
-      const run = this.#models.take(runId);
-      if (run === undefined) return; // not started through this handler, or no subject: already reported
+      const taken = this.#models.take(runId);
+      if (taken === undefined) return; // not started through this handler, or no subject: already reported
+      const run = taken.entry;
+      if (taken.late) {
+        this.#stats.lateEnds++;
+        this.#warnings.warnOnce(
+          "late",
+          `a model call ran longer than runTimeoutMs (${this.#options.runTimeoutMs} ms) and was billed when it ended; ` +
+            "raise runTimeoutMs above your longest calls (runs forgotten longer ago cannot be billed)",
+        );
+      }
       if (extraParams?.cached === true) {
         this.#stats.cacheHits++;
         return;
@@ -206,7 +221,7 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
         },
         this.#settings,
       );
-      this.client.enqueue(events);
+      this.#deliver(events);
       this.#stats.metered++;
     } catch (error) {
       this.#warnings.logger.error(`could not meter run ${runId}: ${errorMessage(error)}`);
@@ -217,15 +232,34 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
     if (this.#models.take(runId) !== undefined) this.#stats.failed++;
   }
 
+  /** Hands events to the client; a client this handler already shut down gets them reported instead. */
+  #deliver(events: UsageEvent[]): void {
+    if (this.#clientClosed) {
+      const error = new IngestError(
+        `a model call that was still running when shutdown() finished ended afterwards: its ${events.length} events ` +
+          `were not delivered (${events.map((event) => `${event.id} ${event.subject} ${String(event.data?.tokens)}`).join(", ")})`,
+        { kind: "refused", events },
+      );
+      this.#warnings.logger.error(error.message);
+      try {
+        this.#onError?.(error);
+      } catch {
+        // onError's own failure must not reach the user's call.
+      }
+      return;
+    }
+    this.client.enqueue(events);
+  }
+
   // ---- Public API
 
   /**
    * Waits for LangChain's background callbacks (so the last `invoke()` is seen), then for the client
    * to deliver or spool everything queued.
    */
-  async flush(): Promise<void> {
+  async flush(options?: FlushOptions): Promise<void> {
     await awaitAllCallbacks();
-    await this.client.flush();
+    await this.client.flush(options);
   }
 
   /**
@@ -235,11 +269,18 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
    */
   async shutdown(): Promise<void> {
     this.#closed = true;
-    clearInterval(this.#sweeper);
     await awaitAllCallbacks();
-    if (this.#ownsClient) await this.client.shutdown();
-    else await this.client.flush();
-    this.#models.clear();
+    // Calls already under way are still billable: give them a moment to end.
+    for (const deadline = performance.now() + SHUTDOWN_GRACE_MS; this.#models.size > 0 && performance.now() < deadline; ) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      await awaitAllCallbacks();
+    }
+    if (this.#ownsClient) {
+      this.#clientClosed = true;
+      await this.client.shutdown();
+    } else {
+      await this.client.flush();
+    }
   }
 
   /** What the handler did, and (`delivery`) what its ingest client did with the events. */
@@ -265,8 +306,10 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
       const subject = this.#resolveSubject({ metadata: metadata ?? {}, tags: tags ?? [], runId, parentRunId });
       if (subject === undefined) return;
       const provider = stringOr(metadata?.ls_provider);
+      const now = performance.now();
+      this.#stats.abandoned += this.#models.sweep(now);
       const run: ModelRun = {
-        storedAt: performance.now(),
+        seenAt: now,
         subject,
         metadata,
         model: stringOr(metadata?.ls_model_name) ?? invocationModel(extraParams),
@@ -305,9 +348,6 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
     return undefined;
   }
 
-  #sweep(): void {
-    this.#stats.abandoned += this.#models.sweep();
-  }
 }
 
 function normaliseArguments(

@@ -255,14 +255,33 @@ describe("MeteringCallbackHandler: runs that do not end normally", () => {
     expect(handler.stats()).toMatchObject({ failed: 1, open: 0 });
   });
 
-  it("forgets runs that never end after runTimeoutMs", async () => {
-    const { handler } = setup({ runTimeoutMs: 1000 });
-    handler.handleChatModelStart({} as never, [], "run-abandoned", undefined, {}, [], { subject: "acme" });
+  it("forgets runs that never end after runTimeoutMs, and still bills one that ends late", async () => {
+    const { sink, handler, warnings } = setup({ runTimeoutMs: 1000 });
+    handler.handleChatModelStart({} as never, [], "run-slow", undefined, {}, [], { subject: "acme", ls_model_name: "m" });
     expect(handler.stats().open).toBe(1);
-    // The sweep runs every runTimeoutMs on its own (unref'd) timer.
-    await new Promise((resolve) => setTimeout(resolve, 2100));
-    expect(handler.stats()).toMatchObject({ open: 0, abandoned: 1 });
-    await handler.shutdown();
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    // Sweeping happens as runs start (no timer holds the handler alive).
+    handler.handleChatModelStart({} as never, [], "run-next", undefined, {}, [], { subject: "acme" });
+    expect(handler.stats()).toMatchObject({ open: 1, abandoned: 1 });
+
+    handler.handleLLMEnd({ generations: [[{ text: "", message: { usage_metadata: usage(5, 6) } } as never]] }, "run-slow");
+    expect(sink.events.map((e) => [e.id, e.data!.tokens])).toEqual([
+      ["run-slow-input", 5],
+      ["run-slow-output", 6],
+    ]);
+    expect(handler.stats()).toMatchObject({ lateEnds: 1 });
+    expect(warnings.join("\n")).toMatch(/ran longer than runTimeoutMs \(1000 ms\).*raise runTimeoutMs/);
+  });
+
+  it("keeps a long stream alive while its tokens arrive", async () => {
+    const { handler } = setup({ runTimeoutMs: 1000 });
+    handler.handleChatModelStart({} as never, [], "run-stream", undefined, {}, [], { subject: "acme" });
+    for (let i = 0; i < 4; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      handler.handleLLMNewToken("t", {} as never, "run-stream");
+    }
+    handler.handleChatModelStart({} as never, [], "run-other", undefined, {}, [], { subject: "acme" });
+    expect(handler.stats()).toMatchObject({ open: 2, abandoned: 0 });
   });
 
   it("never throws into the user's call, even when the sink does", async () => {
@@ -317,6 +336,39 @@ describe("MeteringCallbackHandler: options", () => {
 });
 
 describe("MeteringCallbackHandler: with its own ingest client", () => {
+  it("bills a call still under way when shutdown() is called", async () => {
+    const { startOpenMeterServer } = await import("langchain-openmeter/testing");
+    const server = await startOpenMeterServer();
+    const handler = new MeteringCallbackHandler({ url: server.url, logger: recordingLogger().logger, flushOnExit: false });
+    const model = new ScriptedChatModel(() => ({ usage: usage(7, 8), delayMs: 300 }), "m", "p", { callbacks: [handler] });
+    const call = model.invoke("slow", { metadata: { subject: "acme" } });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await handler.shutdown();
+    await call;
+    expect(server.totals()).toEqual({ acme: { input: 7, output: 8 } });
+    await server.close();
+  });
+
+  it("reports, with the events, a call that ends after shutdown() finished", async () => {
+    const log = recordingLogger();
+    const errors: Array<{ kind: string; events: unknown[] }> = [];
+    const handler = new MeteringCallbackHandler({
+      url: "http://127.0.0.1:9/api/v1/events",
+      logger: log.logger,
+      flushOnExit: false,
+      onError: (error) => errors.push(error),
+    });
+    handler.handleChatModelStart({} as never, [], "run-late", undefined, {}, [], { subject: "acme" });
+    await handler.shutdown(); // waits a few seconds for the open run, then gives up on it
+    handler.handleLLMEnd({ generations: [[{ text: "", message: { usage_metadata: usage(1, 2) } } as never]] }, "run-late");
+    expect(errors.map((e) => [e.kind, e.events.length])).toEqual([["refused", 2]]);
+    expect(log.errors.join("\n")).toMatch(/still running when shutdown\(\) finished.*run-late-input acme 1, run-late-output acme 2/);
+
+    handler.handleChatModelStart({} as never, [], "run-after", undefined, {}, [], { subject: "acme" });
+    expect(handler.stats().open).toBe(0);
+    expect(log.warnings.join("\n")).toMatch(/started after shutdown\(\) was not metered/);
+  }, 15_000);
+
   it("delivers to an OpenMeter-compatible endpoint, counts it, and refuses runs after shutdown", async () => {
     const { startOpenMeterServer } = await import("langchain-openmeter/testing");
     const server = await startOpenMeterServer({ apiKey: "secret-key" });

@@ -6,9 +6,10 @@ import type { CloudEvent } from "../cloudevent";
  * - `retries-exhausted`: network errors, time-outs, 408/429/5xx outlasted the retry budget (no spool);
  * - `invalid-event`: an event failed the CloudEvent schema and was left out of its batch;
  * - `queue-full`: the in-memory queue was full and no spool is configured;
- * - `spool`: the spool could not be written or read.
+ * - `spool`: the spool could not be written or read;
+ * - `refused`: the events came after `shutdown()` (a call that ended after its handler shut down).
  */
-export type IngestErrorKind = "rejected" | "retries-exhausted" | "invalid-event" | "queue-full" | "spool";
+export type IngestErrorKind = "rejected" | "retries-exhausted" | "invalid-event" | "queue-full" | "spool" | "refused";
 
 export interface IngestErrorInit {
   kind: IngestErrorKind;
@@ -58,7 +59,7 @@ export class PermanentError extends Error {
   override readonly name = "PermanentError";
   constructor(
     message: string,
-    readonly status: number,
+    readonly status: number | undefined,
     readonly detail?: string,
   ) {
     super(message);

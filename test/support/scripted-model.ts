@@ -14,6 +14,8 @@ export interface ScriptedAnswer {
   /** Usage per streamed chunk, for `.stream()`. */
   streamUsage?: UsageMetadata[];
   fail?: string;
+  /** How long the call takes. */
+  delayMs?: number;
 }
 
 /**
@@ -41,6 +43,7 @@ export class ScriptedChatModel extends BaseChatModel {
 
   async _generate(messages: BaseMessage[]): Promise<ChatResult> {
     const answer = this.script(this.calls++, messages);
+    if (answer.delayMs) await new Promise((resolve) => setTimeout(resolve, answer.delayMs));
     if (answer.fail) throw new Error(answer.fail);
     const generations = Array.from({ length: answer.n ?? 1 }, (_, i) => {
       const text = `${answer.text ?? "ok"}${i > 0 ? ` #${i}` : ""}`;
