@@ -15,9 +15,12 @@ export interface CloudEvent<Data extends Record<string, unknown> = Record<string
   type: string;
   /** The paying customer (OpenMeter's subject key). */
   subject: string;
-  /** RFC 3339. */
-  time?: string;
-  data?: Data;
+  /** RFC 3339. OpenMeter sets the time of receipt when it is missing. */
+  time?: string | null;
+  /** Only `application/json` is accepted by OpenMeter. */
+  datacontenttype?: "application/json" | null;
+  dataschema?: string | null;
+  data?: Data | null;
 }
 
 const nonEmpty = (name: string) =>
@@ -31,7 +34,11 @@ export const cloudEventSchema = z
     source: nonEmpty("source"),
     type: nonEmpty("type"),
     subject: nonEmpty("subject"),
-    time: z.iso.datetime({ offset: true, error: "`time` must be an RFC 3339 date-time" }).optional(),
-    data: z.record(z.string(), z.unknown(), { error: "`data` must be a JSON object" }).optional(),
+    // OpenMeter's schema lets every optional attribute be null.
+    time: z.iso.datetime({ offset: true, error: "`time` must be an RFC 3339 date-time" }).nullish(),
+    datacontenttype: z.literal("application/json", { error: "`datacontenttype` must be \"application/json\"" }).nullish(),
+    dataschema: z.url({ error: "`dataschema` must be an absolute URI" }).nullish(),
+    data: z.record(z.string(), z.unknown(), { error: "`data` must be a JSON object" }).nullish(),
   })
+  // OpenMeter's v3 API rejects any other top-level attribute.
   .strict();

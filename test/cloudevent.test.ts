@@ -30,3 +30,20 @@ describe("cloudEventSchema", () => {
     expect(cloudEventSchema.safeParse({ ...event, time: "yesterday" }).success).toBe(false);
   });
 });
+
+describe("cloudEventSchema: what OpenMeter also accepts", () => {
+  const base = { specversion: "1.0", id: "e-1", source: "s", type: "t", subject: "acme" };
+  it("accepts datacontenttype, dataschema and null optional attributes", () => {
+    for (const extra of [
+      { datacontenttype: "application/json" },
+      { dataschema: "https://example.com/schema.json" },
+      { time: null, data: null, datacontenttype: null, dataschema: null },
+      {},
+    ]) {
+      expect(cloudEventSchema.safeParse({ ...base, ...extra }).success, JSON.stringify(extra)).toBe(true);
+    }
+  });
+  it("rejects a datacontenttype other than application/json", () => {
+    expect(cloudEventSchema.safeParse({ ...base, datacontenttype: "text/plain" }).success).toBe(false);
+  });
+});
