@@ -80,9 +80,15 @@ export const retryOptionsSchema = z
 export const ingestOptionsShape = {
   url,
   // The key is never echoed back, not even in a validation message.
+  // A key read from a file or a secret often ends in a newline: surrounding whitespace is dropped.
+  // Anything else that cannot travel in an HTTP header is refused here, not after minutes of retries.
   apiKey: z
-    .custom<string>((v) => typeof v === "string" && v.length > 0, {
+    .custom<string>((v) => typeof v === "string" && v.trim().length > 0, {
       error: "`apiKey` must be a non-empty string",
+    })
+    .transform((key) => key.trim())
+    .refine((key) => /^[\x21-\x7e]+$/.test(key), {
+      error: "`apiKey` contains spaces, control or non-ASCII characters: check it was copied whole and alone",
     })
     .optional(),
   maxBatchSize: int("maxBatchSize", 1, 100),

@@ -52,6 +52,10 @@ export class Transport {
     } catch (error) {
       const code = (error as { code?: string }).code;
       const message = error instanceof Error ? error.message : String(error);
+      if (code === "UND_ERR_INVALID_ARG") {
+        // Refused before anything was sent (a header undici will not write): retrying cannot help.
+        throw new PermanentError(this.#redact(`could not send to ${this.#shownUrl}: ${message}`), undefined, undefined);
+      }
       throw new TransientError(
         this.#redact(`network error sending to ${this.#shownUrl}: ${code ? `${code} ` : ""}${message}`),
         undefined,
