@@ -11,5 +11,5 @@ export type { IngestStats } from "./ingest/client";
 export { IngestError } from "./ingest/errors";
 export type { IngestErrorKind } from "./ingest/errors";
 export type { IngestOptions, RetryOptions } from "./ingest/options";
-export type { EventSink } from "./ingest/sink";
+export type { EventSink, FlushOptions } from "./ingest/sink";
 export type { Logger } from "./logger";

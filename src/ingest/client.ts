@@ -5,7 +5,7 @@ import { IngestError, type IngestErrorKind, PermanentError, TransientError } fro
 import { registerExitHooks } from "./exit";
 import { type IngestOptions, parseIngestOptions, type ResolvedIngestOptions } from "./options";
 import { retryDelay } from "./retry";
-import type { EventSink } from "./sink";
+import type { EventSink, FlushOptions } from "./sink";
 import { Spool } from "./spool";
 import { redact, Transport } from "./transport";
 
@@ -148,8 +148,31 @@ export class IngestClient implements EventSink {
     else if (this.#timer === undefined && !this.#due && this.#queueDepth > 0) this.#armTimer();
   }
 
-  /** Resolves when everything enqueued before the call was delivered, failed for good, or spooled. Never rejects. */
-  async flush(): Promise<void> {
+  /**
+   * Resolves when everything enqueued before the call was delivered, failed for good, or spooled.
+   * Never rejects. With `timeoutMs` it resolves by then at the latest (serverless functions must
+   * return): what is still failing goes to the spool if there is one (allow one request time-out
+   * for that), else it stays queued and keeps being retried.
+   */
+  async flush(options?: FlushOptions): Promise<void> {
+    const timeoutMs = options?.timeoutMs;
+    if (timeoutMs === undefined) return this.#flushAll();
+    const done = this.#flushAll();
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<true>((resolve) => (timer = setTimeout(resolve, timeoutMs, true)));
+    const timedOut = await Promise.race([done.then(() => false), late]);
+    clearTimeout(timer);
+    if (timedOut && this.#spool) {
+      this.#beginDrain();
+      try {
+        await done;
+      } finally {
+        this.#endDrain();
+      }
+    }
+  }
+
+  async #flushAll(): Promise<void> {
     try {
       const target = this.#queuedTotal;
       this.#partialUntil = Math.max(this.#partialUntil, target);

@@ -8,7 +8,12 @@ export interface EventSink {
   /** Queues events for delivery. Synchronous, no I/O: it runs inside LangChain's callback queue. */
   enqueue(events: CloudEvent | readonly CloudEvent[]): void;
   /** Resolves when everything enqueued before the call was delivered, failed for good, or spooled. */
-  flush(): Promise<void>;
+  flush(options?: FlushOptions): Promise<void>;
   /** Flushes, stops timers, and refuses later events. */
   shutdown(): Promise<void>;
+}
+
+export interface FlushOptions {
+  /** Resolve by then at the latest; what is still undelivered is spooled (with a spool) or stays queued. */
+  timeoutMs?: number;
 }
