@@ -16,5 +16,7 @@ export default defineConfig([
     // p-retry (and its one dependency) ship only as ES modules; bundling them into the
     // CommonJS build keeps require("langchain-openmeter") working on every Node 20 release.
     noExternal: ["p-retry", "is-network-error"],
+    // import.meta.url (used to find the installed @langchain/anthropic) needs a shim in CommonJS.
+    shims: true,
   },
 ]);

@@ -11,7 +11,11 @@ const LANGCHAIN_KEYS = new Set([
   "thread_id",
   "run_id",
   "run_name",
-  "__pregel_task_id",
+  // core adds it for a config `timeout`; LangGraph copies the rest from `configurable`.
+  "timeoutMs",
+  "assistant_id",
+  "graph_id",
+  "task_id",
 ]);
 const LANGCHAIN_PREFIXES = ["ls_", "langgraph_", "__"];
 

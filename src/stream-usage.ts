@@ -70,8 +70,7 @@ export function streamEventsOverCount(): boolean {
   if (overCounts === undefined) {
     overCounts = false;
     try {
-      const require = createRequire(import.meta.url);
-      const version: unknown = require("@langchain/anthropic/package.json").version;
+      const version: unknown = anthropicPackage()?.version;
       const [major, minor, patch] = String(version).split(/[.-]/).map(Number);
       overCounts = major === 1 && (minor! < 5 || (minor === 5 && patch! <= 11));
     } catch {
@@ -79,4 +78,16 @@ export function streamEventsOverCount(): boolean {
     }
   }
   return overCounts;
+}
+
+/** The user's @langchain/anthropic: resolved from this package, else (pnpm, bundles) from the app. */
+function anthropicPackage(): { version?: unknown } | undefined {
+  for (const base of [import.meta.url, `${process.cwd()}/package.json`]) {
+    try {
+      return createRequire(base)("@langchain/anthropic/package.json");
+    } catch {
+      // Try the next place.
+    }
+  }
+  return undefined;
 }
