@@ -38,7 +38,12 @@ const nonEmptyString = (name: string) =>
 const isFunction = (value: unknown) => typeof value === "function";
 
 export const meteringEventOptionsShape = {
-  source: nonEmptyString("source").default("langchain"),
+  // OpenMeter's v3 API wants a URI-reference: no spaces or control characters.
+  source: nonEmptyString("source")
+    .refine((value) => !/[\s\u0000-\u001f\u007f]/.test(value), {
+      error: "`source` must be a URI-reference such as \"langchain\" or \"my-app/agents\": no spaces or control characters",
+    })
+    .default("langchain"),
   eventType: nonEmptyString("eventType").default("kong.llm_request"),
   subjectKey: nonEmptyString("subjectKey").default("subject"),
   defaultSubject: nonEmptyString("defaultSubject").optional(),

@@ -328,6 +328,7 @@ describe("MeteringCallbackHandler: options", () => {
   it("names the option and what is allowed", () => {
     const client = new MemorySink();
     expect(() => new MeteringCallbackHandler({ client, source: "" })).toThrow("`source` must not be empty");
+    expect(() => new MeteringCallbackHandler({ client, source: "my app" })).toThrow("`source` must be a URI-reference");
     expect(() => new MeteringCallbackHandler({ client, includeMetadata: "yes" as never })).toThrow(/`includeMetadata` must be true, false, or a list/);
     expect(() => new MeteringCallbackHandler({ client, subjectkey: "x" } as never)).toThrow("unknown option `subjectkey` (did you mean `subjectKey`?)");
     expect(() => new MeteringCallbackHandler({ client: {} as never })).toThrow(/`client` must have enqueue\(\), flush\(\) and shutdown\(\)/);
