@@ -59,9 +59,22 @@ const url = z.custom<string>(
     error: (issue) =>
       issue.input === undefined
         ? "`url` is required: the full events URL, e.g. http://localhost:8888/api/v1/events or https://us.api.konghq.com/v3/openmeter/events"
-        : `\`url\` must be an absolute http(s) URL, got ${typeof issue.input === "string" ? describe(safeUrl(issue.input) === "(invalid url)" ? issue.input : safeUrl(issue.input)) : describe(issue.input)}`,
+        : `\`url\` must be an absolute http(s) URL, got ${shownUrl(issue.input)}`,
   },
 );
+
+/**
+ * What a bad `url` is shown as. A string that is no URL at all is not echoed: with the arguments
+ * swapped, or the wrong environment variable, it is the API key.
+ */
+function shownUrl(input: unknown): string {
+  if (typeof input !== "string") return describe(input);
+  if (input.trim() === "") return "an empty string";
+  if (/^\.{0,2}\//.test(input)) return `the relative path ${describe(input.split(/[?#]/)[0])}`;
+  const safe = safeUrl(input);
+  if (safe !== "(invalid url)") return describe(safe);
+  return "a string that is not a URL (not shown, in case it is a secret: are `url` and `apiKey` swapped?)";
+}
 
 export const retryOptionsSchema = z
   .strictObject({
@@ -202,7 +215,7 @@ export function formatOptionIssues(schema: z.ZodType, error: z.ZodError, input?:
       }
     } else if (issue.code === "invalid_type" && issue.path.length === 0) {
       lines.push(`options must be an object, got ${describe(input)}`);
-    } else if (issue.code === "invalid_type" && issue.path.length > 0) {
+    } else if (issue.code === "invalid_type" && issue.path.length > 0 && issue.expected === "object") {
       lines.push(`\`${issue.path.join(".")}\` must be an object`);
     } else {
       lines.push(issue.message);
