@@ -3,7 +3,7 @@ import { type CloudEvent, cloudEventSchema } from "../cloudevent";
 import { consoleLogger, type Logger, OnceLogger } from "../logger";
 import { IngestError, type IngestErrorKind, PermanentError, TransientError } from "./errors";
 import { registerExitHooks } from "./exit";
-import { type IngestOptions, parseIngestOptions, type ResolvedIngestOptions } from "./options";
+import { type IngestOptions, parseIngestOptions, type ResolvedIngestOptions, urlWarnings } from "./options";
 import { retryDelay } from "./retry";
 import type { EventSink } from "./sink";
 import { Spool } from "./spool";
@@ -99,6 +99,7 @@ export class IngestClient implements EventSink {
       },
     };
     this.#once = new OnceLogger(this.#logger);
+    for (const warning of urlWarnings(this.#opts.url)) this.#logger.warn(warning);
     this.#transport = new Transport({
       url: this.#opts.url,
       apiKey: this.#opts.apiKey,

@@ -128,6 +128,27 @@ export const ingestOptionsShape = {
   handleSignals: bool("handleSignals", false),
 };
 
+/**
+ * What is allowed but probably wrong about a url, one warning each. Not errors: proxies and gateways
+ * may serve the events endpoint at another path, and a private network may carry plain http.
+ */
+export function urlWarnings(url: string): string[] {
+  const u = new URL(url);
+  const warnings: string[] = [];
+  if (!u.pathname.endsWith("/events")) {
+    warnings.push(
+      `url ${safeUrl(url)} does not end in /events: OpenMeter serves /api/v1/events, Konnect /v3/openmeter/events; ` +
+        "if nothing arrives, check url (a proxy that maps another path is fine)",
+    );
+  }
+  if (u.protocol === "http:" && !isLoopbackHost(u.hostname)) {
+    warnings.push(
+      `url ${safeUrl(url)} uses http:// to ${u.hostname}: the API key and usage travel unencrypted; use https:// unless this network is private`,
+    );
+  }
+  return warnings;
+}
+
 /** Checks that need several options at once; reuse it on any schema built from the shape. */
 export function refineIngestOptions(value: { url: string; apiKey?: string | undefined }, ctx: z.RefinementCtx): void {
   if (value.apiKey !== undefined) return;
