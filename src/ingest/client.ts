@@ -366,7 +366,12 @@ export class IngestClient implements EventSink {
           return;
         }
         this.#stats.failed += events.length;
-        this.#report(this.#error("rejected", `${events.length} event(s) not ingested: ${error.message}`, events, error));
+        // Splitting cannot help one event: "lower maxBatchSize" would send the user the wrong way.
+        const message =
+          error.status === 413 && events.length === 1
+            ? `1 event not ingested: alone it is larger (${Buffer.byteLength(body)} bytes) than the endpoint accepts (413); make its \`data\` smaller${error.detail ? `: ${error.detail}` : ""}`
+            : `${events.length} event(s) not ingested: ${error.message}`;
+        this.#report(this.#error("rejected", message, events, error));
         return;
       }
       await this.#spoolOrFail(events, error);

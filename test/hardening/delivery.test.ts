@@ -160,6 +160,23 @@ describe("connections that misbehave", () => {
   });
 });
 
+describe("size", () => {
+  it("one event larger than the endpoint's body limit: its batch-mates are delivered, it alone is reported once, saying so", async () => {
+    const server = await startOpenMeterServer({ maxBodyBytes: 4096 });
+    cleanup.push(() => server.close());
+    const { client, rec } = newClient(server.url);
+    const [a, b, c] = makeEvents(3);
+    const huge = { ...b!, data: { type: "input", tokens: 1, blob: "x".repeat(20_000) } };
+    client.enqueue([a!, huge, c!]);
+    await client.flush();
+    expect(server.events.map((e) => e.id).sort()).toEqual([a!.id, c!.id].sort());
+    expect(rec.errors).toHaveLength(1);
+    expect(rec.errors[0]).toMatchObject({ kind: "rejected", status: 413, events: [huge] });
+    expect(rec.errors[0]!.message).toMatch(/1 event not ingested: alone it is larger \(\d+ bytes\) than the endpoint accepts \(413\); make its `data` smaller/);
+    expect(rec.errors[0]!.message).not.toMatch(/maxBatchSize/);
+  });
+});
+
 describe("spool on a bad disk", () => {
   it("a spool file on a full disk (events.jsonl -> /dev/full, writes fail with ENOSPC): counted dropped, reported with the events and what to check", async () => {
     const dir = tempDir();
