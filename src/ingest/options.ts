@@ -249,7 +249,11 @@ export function formatOptionIssues(schema: z.ZodType, error: z.ZodError, input?:
 export function parseOptions<S extends z.ZodType>(schema: S, input: unknown, label: string): z.output<S> {
   const result = schema.safeParse(input);
   if (result.success) return result.data;
-  const lines = formatOptionIssues(schema, result.error, input);
+  // The key passed to the wrong option would be echoed as that option's bad value.
+  const apiKey = (input as { apiKey?: unknown } | null)?.apiKey;
+  const lines = formatOptionIssues(schema, result.error, input).map((line) =>
+    typeof apiKey === "string" && apiKey.length >= 8 ? line.split(apiKey).join("[redacted]") : line,
+  );
   throw new TypeError(
     lines.length === 1 ? `${label}: ${lines[0]}` : `${label}: ${lines.length} problems:\n- ${lines.join("\n- ")}`,
   );
