@@ -51,7 +51,7 @@ export const meteringEventOptionsShape = {
     .custom<SubjectResolver>(isFunction, { error: "`resolveSubject` must be a function (context) => subject" })
     .optional(),
   includeMetadata: z
-    .union([z.boolean(), z.array(z.string().min(1))], {
+    .union([z.boolean(), z.array(z.string().min(1, { error: "`includeMetadata` keys must be non-empty strings" }))], {
       error: "`includeMetadata` must be true, false, or a list of metadata keys",
     })
     .default(true),

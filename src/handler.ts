@@ -362,6 +362,13 @@ function normaliseArguments(
     if (rest !== undefined && (typeof rest !== "object" || rest === null)) {
       throw new TypeError("MeteringCallbackHandler: the third argument must be an options object");
     }
+    // Which one would win is a guess the user did not ask for; a billing endpoint must not be one.
+    const twice = ["url", "apiKey"].filter((key) => rest !== undefined && (rest as Record<string, unknown>)[key] !== undefined);
+    if (twice.length > 0) {
+      throw new TypeError(
+        `MeteringCallbackHandler: ${twice.map((key) => `\`${key}\``).join(" and ")} was given twice (as an argument and in the options): pass it once`,
+      );
+    }
     return { ...(rest as object), url: urlOrOptions, ...(apiKey !== undefined ? { apiKey } : {}) };
   }
   if (typeof urlOrOptions !== "object" || urlOrOptions === null || Array.isArray(urlOrOptions)) {

@@ -23,6 +23,7 @@ export function checkSubject(value: unknown): SubjectCheck | undefined {
   if (typeof value === "string") subject = value.trim();
   else if (typeof value === "number" && Number.isFinite(value)) subject = String(value);
   else if (typeof value === "bigint") subject = value.toString();
+  else if (typeof value === "number") return { ok: false, reason: `it is ${value}, not a finite number` };
   else return { ok: false, reason: `it is a ${typeof value}, not a string` };
   if (subject === "") return { ok: false, reason: "it is empty" };
   if (subject.length > MAX_SUBJECT_LENGTH) {

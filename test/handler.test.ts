@@ -333,6 +333,13 @@ describe("MeteringCallbackHandler: options", () => {
     expect(() => new MeteringCallbackHandler({ client, subjectkey: "x" } as never)).toThrow("unknown option `subjectkey` (did you mean `subjectKey`?)");
     expect(() => new MeteringCallbackHandler({ client: {} as never })).toThrow(/`client` must have enqueue\(\), flush\(\) and shutdown\(\)/);
     expect(() => new MeteringCallbackHandler(42 as never)).toThrow(/pass an options object .* got number/);
+    expect(() => new MeteringCallbackHandler("http://127.0.0.1:1/api/v1/events", "k1", { apiKey: "k2" } as never)).toThrow(
+      "`apiKey` was given twice (as an argument and in the options): pass it once",
+    );
+    // A wrong primitive type gets the option's own message, not "must be an object".
+    expect(() => new MeteringCallbackHandler({ client, splitCachedInput: "yes" as never })).toThrow("`splitCachedInput` must be true or false");
+    expect(() => new MeteringCallbackHandler({ client, source: 5 as never })).toThrow("`source` must be a string");
+    expect(() => new MeteringCallbackHandler({ client, includeMetadata: [""] })).toThrow("`includeMetadata` keys must be non-empty strings");
   });
 });
 

@@ -3,7 +3,7 @@ import { type CloudEvent, cloudEventSchema } from "../cloudevent";
 import { consoleLogger, type Logger, OnceLogger } from "../logger";
 import { IngestError, type IngestErrorKind, PermanentError, TransientError } from "./errors";
 import { registerExitHooks } from "./exit";
-import { type IngestOptions, parseIngestOptions, type ResolvedIngestOptions } from "./options";
+import { type IngestOptions, parseIngestOptions, type ResolvedIngestOptions, urlWarnings } from "./options";
 import { retryDelay } from "./retry";
 import type { EventSink, FlushOptions } from "./sink";
 import { Spool } from "./spool";
@@ -101,6 +101,7 @@ export class IngestClient implements EventSink {
       },
     };
     this.#once = new OnceLogger(this.#logger);
+    for (const warning of urlWarnings(this.#opts.url)) this.#logger.warn(warning);
     this.#transport = new Transport({
       url: this.#opts.url,
       apiKey: this.#opts.apiKey,
@@ -390,7 +391,12 @@ export class IngestClient implements EventSink {
           return;
         }
         this.#stats.failed += events.length;
-        this.#report(this.#error("rejected", `${events.length} event(s) not ingested: ${error.message}`, events, error));
+        // Splitting cannot help one event: "lower maxBatchSize" would send the user the wrong way.
+        const message =
+          error.status === 413 && events.length === 1
+            ? `1 event not ingested: alone it is larger (${Buffer.byteLength(body)} bytes) than the endpoint accepts (413); make its \`data\` smaller${error.detail ? `: ${error.detail}` : ""}`
+            : `${events.length} event(s) not ingested: ${error.message}`;
+        this.#report(this.#error("rejected", message, events, error));
         return;
       }
       await this.#spoolOrFail(events, error);

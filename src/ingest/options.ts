@@ -59,9 +59,22 @@ const url = z.custom<string>(
     error: (issue) =>
       issue.input === undefined
         ? "`url` is required: the full events URL, e.g. http://localhost:8888/api/v1/events or https://us.api.konghq.com/v3/openmeter/events"
-        : `\`url\` must be an absolute http(s) URL, got ${typeof issue.input === "string" ? describe(safeUrl(issue.input) === "(invalid url)" ? issue.input : safeUrl(issue.input)) : describe(issue.input)}`,
+        : `\`url\` must be an absolute http(s) URL, got ${shownUrl(issue.input)}`,
   },
 );
+
+/**
+ * What a bad `url` is shown as. A string that is no URL at all is not echoed: with the arguments
+ * swapped, or the wrong environment variable, it is the API key.
+ */
+function shownUrl(input: unknown): string {
+  if (typeof input !== "string") return describe(input);
+  if (input.trim() === "") return "an empty string";
+  if (/^\.{0,2}\//.test(input)) return `the relative path ${describe(input.split(/[?#]/)[0])}`;
+  const safe = safeUrl(input);
+  if (safe !== "(invalid url)") return describe(safe);
+  return "a string that is not a URL (not shown, in case it is a secret: are `url` and `apiKey` swapped?)";
+}
 
 export const retryOptionsSchema = z
   .strictObject({
@@ -120,6 +133,27 @@ export const ingestOptionsShape = {
   flushOnExit: bool("flushOnExit", true),
   handleSignals: bool("handleSignals", false),
 };
+
+/**
+ * What is allowed but probably wrong about a url, one warning each. Not errors: proxies and gateways
+ * may serve the events endpoint at another path, and a private network may carry plain http.
+ */
+export function urlWarnings(url: string): string[] {
+  const u = new URL(url);
+  const warnings: string[] = [];
+  if (!u.pathname.endsWith("/events")) {
+    warnings.push(
+      `url ${safeUrl(url)} does not end in /events: OpenMeter serves /api/v1/events, Konnect /v3/openmeter/events; ` +
+        "if nothing arrives, check url (a proxy that maps another path is fine)",
+    );
+  }
+  if (u.protocol === "http:" && !isLoopbackHost(u.hostname)) {
+    warnings.push(
+      `url ${safeUrl(url)} uses http:// to ${u.hostname}: the API key and usage travel unencrypted; use https:// unless this network is private`,
+    );
+  }
+  return warnings;
+}
 
 /** Checks that need several options at once; reuse it on any schema built from the shape. */
 export function refineIngestOptions(value: { url: string; apiKey?: string | undefined }, ctx: z.RefinementCtx): void {
@@ -208,7 +242,7 @@ export function formatOptionIssues(schema: z.ZodType, error: z.ZodError, input?:
       }
     } else if (issue.code === "invalid_type" && issue.path.length === 0) {
       lines.push(`options must be an object, got ${describe(input)}`);
-    } else if (issue.code === "invalid_type" && issue.path.length > 0) {
+    } else if (issue.code === "invalid_type" && issue.path.length > 0 && issue.expected === "object") {
       lines.push(`\`${issue.path.join(".")}\` must be an object`);
     } else {
       lines.push(issue.message);
@@ -221,7 +255,11 @@ export function formatOptionIssues(schema: z.ZodType, error: z.ZodError, input?:
 export function parseOptions<S extends z.ZodType>(schema: S, input: unknown, label: string): z.output<S> {
   const result = schema.safeParse(input);
   if (result.success) return result.data;
-  const lines = formatOptionIssues(schema, result.error, input);
+  // The key passed to the wrong option would be echoed as that option's bad value.
+  const apiKey = (input as { apiKey?: unknown } | null)?.apiKey;
+  const lines = formatOptionIssues(schema, result.error, input).map((line) =>
+    typeof apiKey === "string" && apiKey.length >= 8 ? line.split(apiKey).join("[redacted]") : line,
+  );
   throw new TypeError(
     lines.length === 1 ? `${label}: ${lines[0]}` : `${label}: ${lines.length} problems:\n- ${lines.join("\n- ")}`,
   );

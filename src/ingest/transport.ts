@@ -65,6 +65,17 @@ export class Transport {
       );
     }
     const status = res.statusCode;
+    if (status >= 200 && status < 300 && /text\/html/i.test(String(res.headers["content-type"] ?? ""))) {
+      // OpenMeter answers 2xx with no body or JSON: a web page is a proxy, login or app page, and the events went nowhere.
+      const page = await readDetail(res).catch(() => undefined);
+      const shown = page === undefined ? undefined : this.#redact(page);
+      throw new PermanentError(
+        `${this.#shownUrl} answered ${status} with an HTML page, not OpenMeter: the events were not ingested; ` +
+          `check url (a proxy or login page may be in the way)${shown ? `: ${shown}` : ""}`,
+        status,
+        shown,
+      );
+    }
     if (status >= 200 && status < 300) {
       // Drain so the socket goes back to the pool; a body read error after a 2xx does not undo delivery.
       await res.body.dump().catch(() => undefined);

@@ -34,7 +34,9 @@ describe("ingest options", () => {
   });
 
   it("names the option and what is allowed for a bad url", () => {
-    expect(message({ url: "foo" })).toContain('`url` must be an absolute http(s) URL, got "foo"');
+    // A string that is no URL is not echoed: it may be the API key (arguments swapped).
+    expect(message({ url: "foo" })).toContain("`url` must be an absolute http(s) URL, got a string that is not a URL (not shown");
+    expect(message({ url: "/api/v1/events" })).toContain('got the relative path "/api/v1/events"');
     expect(message({ url: "ftp://host/events" })).toContain("`url` must be an absolute http(s) URL");
     expect(message({})).toContain("`url` is required");
   });
