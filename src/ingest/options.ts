@@ -95,15 +95,17 @@ export const ingestOptionsShape = {
   // The key is never echoed back, not even in a validation message.
   // A key read from a file or a secret often ends in a newline: surrounding whitespace is dropped.
   // Anything else that cannot travel in an HTTP header is refused here, not after minutes of retries.
-  apiKey: z
-    .custom<string>((v) => typeof v === "string" && v.trim().length > 0, {
-      error: "`apiKey` must be a non-empty string",
-    })
-    .transform((key) => key.trim())
-    .refine((key) => /^[\x21-\x7e]+$/.test(key), {
-      error: "`apiKey` contains spaces, control or non-ASCII characters: check it was copied whole and alone",
-    })
-    .optional(),
+  // An empty value (an unset variable in a .env file) means no key, as leaving it out does.
+  apiKey: z.preprocess(
+    (v) => (typeof v === "string" && v.trim() === "" ? undefined : v),
+    z
+      .custom<string>((v) => typeof v === "string", { error: "`apiKey` must be a non-empty string" })
+      .transform((key) => key.trim())
+      .refine((key) => /^[\x21-\x7e]+$/.test(key), {
+        error: "`apiKey` contains spaces, control or non-ASCII characters: check it was copied whole and alone",
+      })
+      .optional(),
+  ),
   maxBatchSize: int("maxBatchSize", 1, 100),
   flushIntervalMs: int("flushIntervalMs", 0, 1000),
   maxQueueSize: int("maxQueueSize", 1, 10_000),
@@ -168,7 +170,7 @@ export function refineIngestOptions(value: { url: string; apiKey?: string | unde
     ctx.addIssue({
       code: "custom",
       path: ["apiKey"],
-      message: `\`apiKey\` is required for ${host}: only loopback URLs (localhost, 127.0.0.1, ::1) may omit it`,
+      message: `\`apiKey\` is required for ${host} (it is missing or empty): only loopback URLs (localhost, 127.0.0.1, ::1) may omit it`,
     });
   }
 }

@@ -84,12 +84,14 @@ describe("url", () => {
 
 describe("apiKey", () => {
   it("missing for a remote endpoint: names the host and that only loopback may omit it", () => {
-    expect(() => new MeteringCallbackHandler({ url: KONNECT })).toThrow(/`apiKey` is required for us\.api\.konghq\.com: only loopback URLs/);
+    expect(() => new MeteringCallbackHandler({ url: KONNECT })).toThrow(/`apiKey` is required for us\.api\.konghq\.com \(it is missing or empty\): only loopback URLs/);
   });
 
-  it("empty string for a remote endpoint: refused as empty, not as missing", () => {
-    expect(() => new MeteringCallbackHandler({ url: KONNECT, apiKey: "" })).toThrow(/`apiKey` must be a non-empty string/);
-    expect(() => new MeteringCallbackHandler(KONNECT, "")).toThrow(/`apiKey` must be a non-empty string/);
+  it("empty string (an unset .env variable): as if left out: required for a remote endpoint, fine on loopback", () => {
+    expect(() => new MeteringCallbackHandler({ url: KONNECT, apiKey: "" })).toThrow(/`apiKey` is required for us\.api\.konghq\.com \(it is missing or empty\)/);
+    expect(() => new MeteringCallbackHandler(KONNECT, " ")).toThrow(/`apiKey` is required for us\.api\.konghq\.com/);
+    const local = new MeteringCallbackHandler({ url: "http://127.0.0.1:8888/api/v1/events", apiKey: "", flushOnExit: false });
+    expect(local.client).toBeDefined();
   });
 
   it("not a string (a number, an object): refused without echoing the value", () => {
