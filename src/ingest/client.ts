@@ -376,31 +376,64 @@ export class IngestClient implements EventSink {
   }
 
   async #sendSplitting(events: CloudEvent[], body: string): Promise<void> {
+    const rejected = await this.#attempt(events, body);
+    if (rejected) await this.#narrow(events, body, rejected);
+  }
+
+  /** Sends with retries; returns the error when the endpoint refused the events for good. */
+  async #attempt(events: CloudEvent[], body: string): Promise<PermanentError | undefined> {
     try {
       await this.#sendWithRetry(body);
       this.#stats.sent += events.length;
       this.#stats.batches++;
       this.#outage = false;
       this.#afterSuccess();
+      return undefined;
     } catch (error) {
-      if (error instanceof PermanentError) {
-        if (error.status === 413 && events.length > 1) {
-          const mid = Math.ceil(events.length / 2);
-          const halves = [events.slice(0, mid), events.slice(mid)];
-          for (const half of halves) await this.#sendSplitting(half, JSON.stringify(half));
-          return;
-        }
-        this.#stats.failed += events.length;
-        // Splitting cannot help one event: "lower maxBatchSize" would send the user the wrong way.
-        const message =
-          error.status === 413 && events.length === 1
-            ? `1 event not ingested: alone it is larger (${Buffer.byteLength(body)} bytes) than the endpoint accepts (413); make its \`data\` smaller${error.detail ? `: ${error.detail}` : ""}`
-            : `${events.length} event(s) not ingested: ${error.message}`;
-        this.#report(this.#error("rejected", message, events, error));
-        return;
-      }
+      if (error instanceof PermanentError) return error;
       await this.#spoolOrFail(events, error);
+      return undefined;
     }
+  }
+
+  /**
+   * A refused batch is split where that can save events: a 413 until the parts fit; a 400 (one
+   * invalid event fails the whole request) until the refused event is alone, unless every part is
+   * refused, which points at all of them (one report, not one per event).
+   */
+  async #narrow(events: CloudEvent[], body: string, error: PermanentError): Promise<void> {
+    if (events.length > 1 && error.status === 413) {
+      for (const half of halves(events)) await this.#sendSplitting(half, JSON.stringify(half));
+      return;
+    }
+    if (events.length > 1 && error.status === 400) {
+      const parts = halves(events).map((part) => ({ part, body: JSON.stringify(part) }));
+      const errors: Array<PermanentError | undefined> = [];
+      for (const { part, body: partBody } of parts) errors.push(await this.#attempt(part, partBody));
+      if (errors.every((partError) => partError?.status === 400)) return this.#reject(events, body, error);
+      for (const [i, { part, body: partBody }] of parts.entries()) {
+        const partError = errors[i];
+        if (partError) await this.#narrow(part, partBody, partError);
+      }
+      return;
+    }
+    await this.#reject(events, body, error);
+  }
+
+  /**
+   * Reports events the endpoint refused. When the cause is the configuration (key, url, a proxy in
+   * the way) and a spool is set, they are kept there too: fixed and restarted, the client replays them.
+   */
+  async #reject(events: CloudEvent[], body: string, error: PermanentError): Promise<void> {
+    const keep = this.#spool !== undefined && isConfigurationProblem(error.status);
+    // Splitting cannot help one event: "lower maxBatchSize" would send the user the wrong way.
+    const message =
+      error.status === 413 && events.length === 1
+        ? `1 event not ingested: alone it is larger (${Buffer.byteLength(body)} bytes) than the endpoint accepts (413); make its \`data\` smaller${error.detail ? `: ${error.detail}` : ""}`
+        : `${events.length} event(s) not ingested: ${error.message}${keep ? "; they are kept in the spool and replayed once this is fixed and the client restarts" : ""}`;
+    if (!keep) this.#stats.failed += events.length;
+    this.#report(this.#error("rejected", message, events, error));
+    if (keep) await this.#toSpool(events);
   }
 
   async #sendWithRetry(body: string): Promise<void> {
@@ -636,4 +669,14 @@ export class IngestClient implements EventSink {
       this.#logger.error(error.message);
     }
   }
+}
+
+function halves<T>(items: T[]): [T[], T[]] {
+  const mid = Math.ceil(items.length / 2);
+  return [items.slice(0, mid), items.slice(mid)];
+}
+
+/** Refusals that a corrected key, url or proxy would turn into deliveries. */
+function isConfigurationProblem(status: number | undefined): boolean {
+  return status === undefined || status === 401 || status === 403 || status === 404 || (status >= 200 && status < 400);
 }

@@ -187,7 +187,8 @@ describe("stats", () => {
     const s = client.stats();
     expect(s.enqueued).toBe(9);
     expect(s.sent + s.failed + s.spooled + s.dropped + s.inFlight + s.queueDepth).toBe(9);
-    expect(s).toMatchObject({ sent: 4, failed: 2, dropped: 3, batches: 2 });
+    // The refused batch [e-2, e-3] is split: e-2 is delivered, only e-3 fails.
+    expect(s).toMatchObject({ sent: 5, failed: 1, dropped: 3, batches: 3 });
   });
 });
 

@@ -123,13 +123,14 @@ describe("against a local OpenMeter", () => {
     expect(rec.errors).toEqual([]);
   });
 
-  it("a permanent 400: reported once, not retried; other batches still delivered", async () => {
+  it("a permanent 400 that every part of the batch meets: reported once, not retried; other batches still delivered", async () => {
     const { server, client, rec } = await setup({}, { maxConcurrency: 1 });
-    server.failNext(1, { status: 400, body: { type: "about:blank", title: "Bad Request", status: 400, detail: "event 0: subject is required" } });
+    // The batch, then both of its halves, are refused.
+    server.failNext(3, { status: 400, body: { type: "about:blank", title: "Bad Request", status: 400, detail: "event 0: subject is required" } });
     const events = makeEvents(30);
     client.enqueue(events);
     await client.flush();
-    expect(server.requests).toHaveLength(3); // three batches, no retry
+    expect(server.requests).toHaveLength(5); // the batch, its two halves, two more batches; no retry
     expect(rec.errors).toHaveLength(1);
     expect(rec.errors[0]).toMatchObject({ kind: "rejected", status: 400, detail: "event 0: subject is required" });
     expect(rec.errors[0]!.events).toEqual(events.slice(0, 10));
