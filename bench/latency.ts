@@ -56,9 +56,10 @@ export async function run(): Promise<BenchResult> {
   const delayMs = 20;
 
   const endpoint = await Endpoint.start({ kind: "openmeter", delayMs });
-  // Sequential calls of an instant model run at ~25,000 calls/s here: faster than the default client
-  // (4 x 100-event batches per 20 ms round-trip = 20,000 events/s) can deliver, so the queue is sized
-  // to hold the backlog rather than drop it (with the default 10,000 it drops; see the notes).
+  // Sequential calls of an instant model never do I/O, so a round of them never lets the client's
+  // sockets be serviced; and at ~25,000 calls/s they outrun what the default client can deliver to a
+  // 20 ms endpoint (4 x 100-event batches per round-trip). The queue is sized to hold the backlog
+  // rather than drop it (with the default 10,000 and no spoolDir it drops; see the notes).
   const maxQueueSize = 100_000;
   const metering = new MeteringCallbackHandler({ url: endpoint.url, maxQueueSize, logger: { warn: console.warn, error: console.error } });
   const mk = (name: string, handler?: BaseCallbackHandler): Variant => ({
@@ -155,8 +156,9 @@ export async function run(): Promise<BenchResult> {
       `LangChain's own floor (do-nothing handler vs bare): +${fmt(noop.median - bare.median)} µs median per call.`,
       `MeteringCallbackHandler delivered ${delivered} events (${2 * variants[2]!.calls} expected) to the 20 ms endpoint; ` +
         `handler.flush() after the last call took ${fmt(flushMs, 1)} ms (delivery is off the call path). ` +
-        "At this call rate the default client (maxBatchSize 100, maxConcurrency 4) can deliver at most 20,000 events/s to a 20 ms endpoint, " +
-        "so a backlog builds; with the default maxQueueSize (10,000) and no spoolDir the overflow is dropped (and reported), hence maxQueueSize 100,000 here.",
+        "Sequential calls of an instant model never turn the event loop (no I/O), so delivery waits for the end of each round, and at this rate " +
+        "they outrun what the default client can deliver to a 20 ms endpoint (maxBatchSize 100 x maxConcurrency 4 per round-trip = 20,000 events/s): " +
+        "with the default maxQueueSize (10,000) and no spoolDir the overflow is dropped (and reported), hence maxQueueSize 100,000 here.",
       `Naive handler: ${naiveCalls} calls; the queue drained ${fmt(naive.drainMs / 1000, 1)} s after the last invoke() returned ` +
         `(${fmt(naive.drainMs / naiveCalls, 1)} ms per call, the endpoint's round-trip), peak queue depth ${maxDepth}; ` +
         `${naiveDelivered} events delivered. End-to-end it adds ${fmt(naiveAddedE2e / 1000, 1)} ms per call over the do-nothing handler ` +

@@ -138,6 +138,8 @@ export async function run(): Promise<BenchResult> {
 
   const rate = (m: Measured) => m.events / (m.ms / 1000);
   const base = results[0]!;
+  const fetchBase = results[1]!;
+  const spread = (m: { all: Measured[] }) => m.all.map((x) => fmt(rate(x), 0)).join(", ");
   const rows: Row[] = results.map((m) => ({
     sender: m.name,
     events: String(m.events),
@@ -150,8 +152,6 @@ export async function run(): Promise<BenchResult> {
   }));
   const best = results.slice(3).reduce((a, b) => (rate(b) > rate(a) ? b : a));
   const b100 = results[3]!;
-  const fetchBase = results[1]!;
-  const spread = (m: { all: Measured[] }) => m.all.map((x) => fmt(rate(x), 0)).join(", ");
   return {
     name: "throughput",
     title: "3. Delivery throughput",
