@@ -1,5 +1,5 @@
 import pRetry, { AbortError } from "p-retry";
-import { type CloudEvent, cloudEventSchema } from "../cloudevent";
+import { type CloudEvent, cloudEventSchema, isPlainValidEvent } from "../cloudevent";
 import { consoleLogger, type Logger, OnceLogger } from "../logger";
 import { IngestError, type IngestErrorKind, PermanentError, TransientError } from "./errors";
 import { registerExitHooks } from "./exit";
@@ -228,7 +228,10 @@ export class IngestClient implements EventSink {
     const previous = this.#replaying;
     const run = (previous ?? Promise.resolve(0)).then(() => this.#doReplay());
     const tracked = run.finally(() => {
-      if (this.#replaying === tracked) this.#replaying = undefined;
+      if (this.#replaying !== tracked) return;
+      this.#replaying = undefined;
+      // Events spooled while this pass ran wait for the next one: start it now if delivery works.
+      if (!this.#outage) this.#afterSuccess();
     });
     this.#replaying = tracked;
     return previous ? previous.then((n) => tracked.then((m) => n + m)) : tracked;
@@ -338,6 +341,10 @@ export class IngestClient implements EventSink {
     const invalid: CloudEvent[] = [];
     const problems: string[] = [];
     for (const event of batch) {
+      if (isPlainValidEvent(event)) {
+        events.push(event);
+        continue;
+      }
       const result = cloudEventSchema.safeParse(event);
       if (result.success) events.push(event);
       else {

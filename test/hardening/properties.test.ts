@@ -6,6 +6,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { cloudEventSchema, MeteringCallbackHandler, type CloudEvent } from "langchain-openmeter";
+import { isPlainValidEvent } from "../../src/cloudevent";
 import { buildUsageEvents } from "../../src/events";
 import { extractUsage } from "../../src/usage";
 import { MemorySink, recordingLogger } from "../support/memory-sink";
@@ -184,5 +185,47 @@ describe("through the handler's callbacks (properties)", () => {
     expect(log.errors).toEqual([]);
     expect(handler.stats()).toMatchObject({ open: 0, metered: 0, missingUsage: i });
     void handler.shutdown();
+  });
+});
+
+describe("isPlainValidEvent, the client's fast path before zod", () => {
+  const attribute = fc.oneof(fc.string(), fc.constant(""), fc.integer(), fc.constant(null), fc.constant(undefined));
+  // Mostly valid, each field sometimes not: an invalid field then has to be caught on its own.
+  const mostly = <T, U>(valid: fc.Arbitrary<T>, other: fc.Arbitrary<U>) =>
+    fc.oneof({ arbitrary: valid, weight: 6 }, { arbitrary: other, weight: 1 });
+  const time = mostly(
+    fc.date({ min: new Date("1970-01-01"), max: new Date("2100-01-01"), noInvalidDate: true }).map((d) => d.toISOString()),
+    fc.oneof(
+      fc.constantFrom("2026-02-30T00:00:00Z", "2026-13-01T00:00:00Z", "2026-02-28T24:00:00Z", "2026-02-28T10:00:00+05:30", "yesterday", "2023-02-29T00:00:00Z"),
+      attribute,
+    ),
+  );
+  const event = fc.record(
+    {
+      specversion: mostly(fc.constant("1.0"), fc.oneof(fc.constant("0.3"), attribute)),
+      id: mostly(fc.string({ minLength: 1 }), attribute),
+      source: mostly(fc.string({ minLength: 1 }), attribute),
+      type: mostly(fc.string({ minLength: 1 }), attribute),
+      subject: mostly(fc.string({ minLength: 1 }), attribute),
+      time,
+      data: mostly(fc.dictionary(fc.string(), fc.jsonValue()), fc.oneof(fc.constant(null), fc.array(fc.integer()), attribute)),
+      datacontenttype: fc.oneof(fc.constant("application/json"), attribute),
+      extra: attribute,
+    },
+    { requiredKeys: ["specversion", "id", "source", "type", "subject"] },
+  );
+
+  it("never accepts what cloudEventSchema refuses", () => {
+    fc.assert(
+      fc.property(event, (candidate) => {
+        if (isPlainValidEvent(candidate)) expect(cloudEventSchema.safeParse(candidate).success).toBe(true);
+      }),
+      { numRuns: 5000 },
+    );
+  });
+
+  it("accepts the events the handler builds", () => {
+    const built = { specversion: "1.0", id: "r-input", source: "langchain", type: "kong.llm_request", subject: "acme", time: new Date().toISOString(), data: { type: "input", tokens: 1 } };
+    expect(isPlainValidEvent(built)).toBe(true);
   });
 });
