@@ -11,10 +11,10 @@ import { IngestError } from "./ingest/errors";
 import type { IngestOptions } from "./ingest/options";
 import type { EventSink, FlushOptions } from "./ingest/sink";
 import { consoleLogger, OnceLogger } from "./logger";
-import { selectMetadata } from "./metadata";
+import { selectMetadata, type SkippedValue } from "./metadata";
 import { RunRegistry } from "./runs";
 import { correctStreamedUsage, StreamUsageTracker } from "./stream-usage";
-import { checkSubject, type SubjectContext } from "./subject";
+import { checkSubject, type SubjectCheck, type SubjectContext } from "./subject";
 import { extractUsage } from "./usage";
 
 export type MeteringCallbackHandlerOptions = MeteringEventOptions & Partial<IngestOptions>;
@@ -210,14 +210,12 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
         {
           runId,
           subject: run.subject,
-          time: new Date().toISOString(),
+          time: this.#now(),
           usage,
           model: run.model,
           provider: run.provider,
           responseModel: responseModel !== run.model ? responseModel : undefined,
-          extra: selectMetadata(run.metadata, this.#options.includeMetadata, this.#options.subjectKey, RESERVED_DATA_KEYS, ({ key, reason }) =>
-            this.#warnings.warnOnce(`metadata:${key}`, `metadata \`${key}\` was not copied into events: ${reason}`),
-          ),
+          extra: selectMetadata(run.metadata, this.#options.includeMetadata, this.#options.subjectKey, RESERVED_DATA_KEYS, this.#onSkippedMetadata),
         },
         this.#settings,
       );
@@ -230,6 +228,32 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
 
   override handleLLMError(_error: unknown, runId: string): void {
     if (this.#models.take(runId) !== undefined) this.#stats.failed++;
+  }
+
+  readonly #onSkippedMetadata = ({ key, reason }: SkippedValue): void =>
+    this.#warnings.warnOnce(`metadata:${key}`, `metadata \`${key}\` was not copied into events: ${reason}`);
+
+  #lastMs = 0;
+  #lastIso = "";
+  /** The ISO time of now, formatted once per millisecond however many calls end in it. */
+  #now(): string {
+    const ms = Date.now();
+    if (ms !== this.#lastMs) {
+      this.#lastMs = ms;
+      this.#lastIso = new Date(ms).toISOString();
+    }
+    return this.#lastIso;
+  }
+
+  // Most calls in a row are for the same customer: check a subject once, not on every call.
+  #lastSubject: unknown;
+  #lastCheck: SubjectCheck | undefined;
+  #checkSubject(candidate: unknown): SubjectCheck | undefined {
+    if (candidate !== this.#lastSubject || typeof candidate === "object") {
+      this.#lastSubject = candidate;
+      this.#lastCheck = checkSubject(candidate);
+    }
+    return this.#lastCheck;
   }
 
   /** Hands events to the client; a client this handler already shut down gets them reported instead. */
@@ -303,7 +327,7 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
       return;
     }
     try {
-      const subject = this.#resolveSubject({ metadata: metadata ?? {}, tags: tags ?? [], runId, parentRunId });
+      const subject = this.#resolveSubject(metadata, tags, runId, parentRunId);
       if (subject === undefined) return;
       const provider = stringOr(metadata?.ls_provider);
       const now = performance.now();
@@ -322,20 +346,29 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
     }
   }
 
-  #resolveSubject(context: SubjectContext): string | undefined {
+  #resolveSubject(
+    metadata: Record<string, unknown> | undefined,
+    tags: string[] | undefined,
+    runId: string,
+    parentRunId: string | undefined,
+  ): string | undefined {
     const { subjectKey, resolveSubject, defaultSubject } = this.#options;
     let candidate: unknown;
-    let origin = `metadata.${subjectKey}`;
-    try {
-      candidate = resolveSubject?.(context);
-      if (candidate !== undefined && candidate !== null) origin = "resolveSubject";
-    } catch (error) {
-      this.#warnings.warnOnce("resolveSubject:throw", `\`resolveSubject\` threw (${errorMessage(error)}); falling back to metadata.${subjectKey}`);
+    let fromResolver = false;
+    if (resolveSubject) {
+      try {
+        const context: SubjectContext = { metadata: metadata ?? {}, tags: tags ?? [], runId, parentRunId };
+        candidate = resolveSubject(context);
+        fromResolver = candidate !== undefined && candidate !== null;
+      } catch (error) {
+        this.#warnings.warnOnce("resolveSubject:throw", `\`resolveSubject\` threw (${errorMessage(error)}); falling back to metadata.${subjectKey}`);
+      }
     }
-    candidate ??= context.metadata[subjectKey];
-    const checked = checkSubject(candidate);
+    candidate ??= metadata?.[subjectKey];
+    const checked = this.#checkSubject(candidate);
     if (checked?.ok) return checked.subject;
     if (checked && !checked.ok) {
+      const origin = fromResolver ? "resolveSubject" : `metadata.${subjectKey}`;
       this.#warnings.warnOnce(`subject:${checked.reason}`, `the subject from ${origin} was refused: ${checked.reason}`);
     }
     if (defaultSubject !== undefined) return defaultSubject;

@@ -17,12 +17,12 @@ const LANGCHAIN_KEYS = new Set([
   "graph_id",
   "task_id",
 ]);
-const LANGCHAIN_PREFIXES = ["ls_", "langgraph_", "__"];
+const LANGCHAIN_PREFIX = /^(?:ls_|langgraph_|__)/;
 
 export const MAX_METADATA_STRING = 1024;
 
 export function isLangChainKey(key: string): boolean {
-  return LANGCHAIN_KEYS.has(key) || LANGCHAIN_PREFIXES.some((prefix) => key.startsWith(prefix));
+  return LANGCHAIN_PREFIX.test(key) || LANGCHAIN_KEYS.has(key);
 }
 
 /** Why a metadata value was left out, for a one-time warning. */
