@@ -9,11 +9,11 @@ import { startOpenAIServer, type OpenAIFake } from "./support/openai-server";
 
 const root = join(import.meta.dirname, "..");
 
-function runExample(input: string, env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function runExample(input: string, env: Record<string, string>, script = "examples/agent.ts"): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     // The user's environment must not leak in: no real key, no real endpoint.
     const clean = Object.fromEntries(Object.entries(process.env).filter(([key]) => !/^(OPENAI_|API_|SUBJECT|MODEL|INPUT_PRICE|OUTPUT_PRICE)/.test(key)));
-    const child = spawn(process.execPath, ["--import", "tsx", "examples/agent.ts"], { cwd: root, env: { ...clean, ...env } });
+    const child = spawn(process.execPath, ["--import", "tsx", script], { cwd: root, env: { ...clean, ...env } });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (chunk) => (stdout += chunk));
@@ -77,5 +77,19 @@ describe("the example agent (npm start)", () => {
     expect(server.totals()).toEqual({ globex: { input: 31, output: 3 } });
     expect(server.events.every((e) => e.data?.model === "gpt-4o-mini" && e.data?.provider === "openai")).toBe(true);
     expect(`${stdout}${stderr}`).not.toContain("om-test-key");
+  }, 60_000);
+});
+
+describe("examples/options.ts (the README's option groups)", () => {
+  it("runs every group offline and shows what each one changes", async () => {
+    const { code, stdout, stderr } = await runExample("", {}, "examples/options.ts");
+    expect(code, stderr).toBe(0);
+    expect(stdout).toContain('acme llm.tokens {"type":"input","tokens":200,"model":"cached-model","provider":"example","tier":"pro"}');
+    expect(stdout).toContain('acme llm.tokens {"type":"input_cached","tokens":1000');
+    expect(stdout.match(/^ {2}(globex|initech|internal) kong\.llm_request \{"type":"input"/gm)).toHaveLength(3);
+    expect(stdout).toContain("3 requests: 503, 503, then 204");
+    expect(stdout).toMatch(/endpoint down: 2 events spooled[\s\S]*endpoint back: 2 events replayed/);
+    expect(stdout).toMatch(/onError: rejected 401: .*check apiKey/);
+    expect(`${stdout}${stderr}`).not.toMatch(/right-key|wrong-key|om_example_key/);
   }, 60_000);
 });
