@@ -440,7 +440,7 @@ export class IngestClient implements EventSink {
         : `${events.length} event(s) not ingested: ${error.message}${keep ? "; they are kept in the spool and replayed once this is fixed and the client restarts" : ""}`;
     if (!keep) this.#stats.failed += events.length;
     this.#report(this.#error("rejected", message, events, error));
-    if (keep) await this.#toSpool(events);
+    if (keep) await this.#toSpool(events, false);
   }
 
   async #sendWithRetry(body: string): Promise<void> {
@@ -553,7 +553,7 @@ export class IngestClient implements EventSink {
   }
 
   /** Never rejects: a spool that cannot be written counts the events as dropped and reports them. */
-  #toSpool(events: CloudEvent[]): Promise<void> {
+  #toSpool(events: CloudEvent[], replaySoon = true): Promise<void> {
     const spool = this.#spool;
     if (!spool || events.length === 0) return Promise.resolve();
     const write: Promise<void> = spool
@@ -561,7 +561,7 @@ export class IngestClient implements EventSink {
       .then(
         () => {
           this.#stats.spooled += events.length;
-          this.#spoolDirty = true;
+          if (replaySoon) this.#spoolDirty = true;
           this.#once.warnOnce("spooled", `events that could not be delivered now are kept in ${spool.file} and will be replayed`);
         },
         (error: unknown) => {

@@ -64,4 +64,44 @@ describe("a refused batch", () => {
     // Invalid content will not become valid by waiting: not spooled, reported once for the batch.
     expect(client.stats()).toMatchObject({ failed: 2, spooled: 0 });
   });
+
+  it("a batch kept in the spool for a configuration problem is not replayed in a loop (restart with the key still wrong)", async () => {
+    const server = await startPlainServer((_req, res) => void res.writeHead(401).end());
+    cleanup.push(() => server.close());
+    const spoolDir = mkdtempSync(join(tmpdir(), "lcom-401-loop-"));
+    cleanup.push(() => rmSync(spoolDir, { recursive: true, force: true }));
+    const first = new IngestClient({ url: server.url, apiKey: "wrong", spoolDir, flushOnExit: false, onError() {} });
+    first.enqueue(makeEvents(2));
+    await first.shutdown();
+    const afterFirst = server.requests.length;
+    // A restart replays the spool once at construction; nothing may keep re-sending it after that.
+    const second = new IngestClient({ url: server.url, apiKey: "wrong", spoolDir, flushOnExit: false, onError() {} });
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    await second.shutdown();
+    // Counts requests, not time: a slower machine can only make fewer.
+    expect(server.requests.length - afterFirst).toBeLessThanOrEqual(1);
+  });
+
+  it("a kept 403 batch is not replayed after every later success", async () => {
+    const server = await startPlainServer((_req, res, body) => {
+      const ids = (JSON.parse(body) as Array<{ id: string }>).map((e) => e.id);
+      res.writeHead(ids.includes("e-0") ? 403 : 204).end();
+    });
+    cleanup.push(() => server.close());
+    const spoolDir = mkdtempSync(join(tmpdir(), "lcom-403-loop-"));
+    cleanup.push(() => rmSync(spoolDir, { recursive: true, force: true }));
+    const client = new IngestClient({ url: server.url, spoolDir, flushOnExit: false, maxBatchSize: 1, onError() {} });
+    const events = makeEvents(6);
+    client.enqueue(events[0]!);
+    await client.flush();
+    for (const event of events.slice(1)) {
+      client.enqueue(event);
+      await client.flush();
+    }
+    const before = server.requests.length;
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(server.requests.length - before).toBe(0);
+    await client.shutdown();
+    expect(server.requests.filter((r) => r.body.includes('"e-0"'))).toHaveLength(1);
+  });
 });
