@@ -46,6 +46,11 @@ export const cloudEventSchema = z
 const ATTRIBUTES = new Set(["specversion", "id", "source", "type", "subject", "time", "data", "datacontenttype", "dataschema"]);
 const RFC3339 = /^(\d{4})-(\d\d)-(\d\d)T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d+)?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)$/;
 
+function isPlainObject(value: object): boolean {
+  const prototype = Object.getPrototypeOf(value);
+  return prototype === Object.prototype || prototype === null;
+}
+
 /** A real calendar day, as the schema requires ("2026-02-30" is not). */
 function isRfc3339(time: string): boolean {
   const match = RFC3339.exec(time);
@@ -69,7 +74,8 @@ export function isPlainValidEvent(event: unknown): event is CloudEvent {
   }
   const { time, data } = e;
   if (time !== undefined && (typeof time !== "string" || !isRfc3339(time))) return false;
-  if (data !== undefined && (typeof data !== "object" || data === null || Array.isArray(data))) return false;
+  // A plain object only: a Map, Date or class instance serialises to something else than it holds.
+  if (data !== undefined && (typeof data !== "object" || data === null || !isPlainObject(data))) return false;
   if (e.datacontenttype !== undefined || e.dataschema !== undefined) return false;
   for (const key in e) if (!ATTRIBUTES.has(key)) return false;
   return true;

@@ -405,8 +405,7 @@ export class IngestClient implements EventSink {
 
   /**
    * A refused batch is split where that can save events: a 413 until the parts fit; a 400 (one
-   * invalid event fails the whole request) until the refused event is alone, unless every part is
-   * refused, which points at all of them (one report, not one per event).
+   * invalid event fails the whole request) until each refused event is alone, reported together.
    */
   async #narrow(events: CloudEvent[], body: string, error: PermanentError): Promise<void> {
     if (events.length > 1 && error.status === 413) {
@@ -414,17 +413,35 @@ export class IngestClient implements EventSink {
       return;
     }
     if (events.length > 1 && error.status === 400) {
-      const parts = halves(events).map((part) => ({ part, body: JSON.stringify(part) }));
-      const errors: Array<PermanentError | undefined> = [];
-      for (const { part, body: partBody } of parts) errors.push(await this.#attempt(part, partBody));
-      if (errors.every((partError) => partError?.status === 400)) return this.#reject(events, body, error);
-      for (const [i, { part, body: partBody }] of parts.entries()) {
-        const partError = errors[i];
-        if (partError) await this.#narrow(part, partBody, partError);
-      }
+      const refused: CloudEvent[] = [];
+      await this.#isolateRefused(events, refused, { delivered: 0, refusedAlone: 0 });
+      if (refused.length > 0) await this.#reject(refused, JSON.stringify(refused), error);
       return;
     }
     await this.#reject(events, body, error);
+  }
+
+  /**
+   * Halves a batch the endpoint refused with 400 until every refused event is alone. When nothing
+   * has gone through and several events were refused on their own, the endpoint is refusing them
+   * all: the rest is given up without a request each.
+   */
+  async #isolateRefused(events: CloudEvent[], refused: CloudEvent[], tally: { delivered: number; refusedAlone: number }): Promise<void> {
+    for (const part of halves(events)) {
+      if (part.length === 0) continue;
+      if (tally.refusedAlone >= 3 && tally.delivered === 0) {
+        refused.push(...part);
+        continue;
+      }
+      const partBody = JSON.stringify(part);
+      const partError = await this.#attempt(part, partBody);
+      if (partError === undefined) tally.delivered += part.length;
+      else if (partError.status !== 400) await this.#narrow(part, partBody, partError);
+      else if (part.length === 1) {
+        tally.refusedAlone++;
+        refused.push(...part);
+      } else await this.#isolateRefused(part, refused, tally);
+    }
   }
 
   /**

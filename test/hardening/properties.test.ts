@@ -224,6 +224,15 @@ describe("isPlainValidEvent, the client's fast path before zod", () => {
     );
   });
 
+  it("refuses data that is not a plain object (a Map, a Date, a class instance) as the schema does", () => {
+    const base = { specversion: "1.0", id: "a", source: "s", type: "t", subject: "x" };
+    for (const data of [new Date(), new Map([["a", 1]]), new (class Usage { tokens = 1 })()]) {
+      expect(isPlainValidEvent({ ...base, data })).toBe(false);
+      expect(cloudEventSchema.safeParse({ ...base, data }).success).toBe(false);
+    }
+    expect(isPlainValidEvent({ ...base, data: Object.create(null) })).toBe(true);
+  });
+
   it("accepts the events the handler builds", () => {
     const built = { specversion: "1.0", id: "r-input", source: "langchain", type: "kong.llm_request", subject: "acme", time: new Date().toISOString(), data: { type: "input", tokens: 1 } };
     expect(isPlainValidEvent(built)).toBe(true);

@@ -125,12 +125,13 @@ describe("against a local OpenMeter", () => {
 
   it("a permanent 400 that every part of the batch meets: reported once, not retried; other batches still delivered", async () => {
     const { server, client, rec } = await setup({}, { maxConcurrency: 1 });
-    // The batch, then both of its halves, are refused.
-    server.failNext(3, { status: 400, body: { type: "about:blank", title: "Bad Request", status: 400, detail: "event 0: subject is required" } });
+    // The batch and every probe of its parts are refused: after three events refused on their own
+    // (10 -> 5 -> 3 -> 2 -> 1, 1, then 1) the rest is given up without a request each.
+    server.failNext(7, { status: 400, body: { type: "about:blank", title: "Bad Request", status: 400, detail: "event 0: subject is required" } });
     const events = makeEvents(30);
     client.enqueue(events);
     await client.flush();
-    expect(server.requests).toHaveLength(5); // the batch, its two halves, two more batches; no retry
+    expect(server.requests).toHaveLength(9); // the batch, six probes, two more batches; no retry
     expect(rec.errors).toHaveLength(1);
     expect(rec.errors[0]).toMatchObject({ kind: "rejected", status: 400, detail: "event 0: subject is required" });
     expect(rec.errors[0]!.events).toEqual(events.slice(0, 10));

@@ -104,4 +104,35 @@ describe("a refused batch", () => {
     await client.shutdown();
     expect(server.requests.filter((r) => r.body.includes('"e-0"'))).toHaveLength(1);
   });
+
+  it("400 with two bad events in different halves: the other eight are delivered, the two reported together", async () => {
+    const delivered: string[] = [];
+    const bad = new Set(["e-2", "e-7"]);
+    const server = await startPlainServer((_req, res, body) => {
+      const ids = (JSON.parse(body) as Array<{ id: string }>).map((e) => e.id);
+      if (ids.some((id) => bad.has(id))) return void res.writeHead(400).end();
+      delivered.push(...ids);
+      res.writeHead(204).end();
+    });
+    cleanup.push(() => server.close());
+    const errors: IngestError[] = [];
+    const client = new IngestClient({ url: server.url, maxBatchSize: 10, flushOnExit: false, onError: (e) => errors.push(e) });
+    client.enqueue(makeEvents(10));
+    await client.shutdown();
+    expect(delivered.sort()).toEqual(["e-0", "e-1", "e-3", "e-4", "e-5", "e-6", "e-8", "e-9"]);
+    expect(errors.map((e) => e.events.map((x) => x.id))).toEqual([["e-2", "e-7"]]);
+    expect(client.stats()).toMatchObject({ sent: 8, failed: 2 });
+  });
+
+  it("400 for every event: a few probes, then the batch is given up without a request per event", async () => {
+    const server = await startPlainServer((_req, res) => void res.writeHead(400).end());
+    cleanup.push(() => server.close());
+    const errors: IngestError[] = [];
+    const client = new IngestClient({ url: server.url, maxBatchSize: 100, flushOnExit: false, onError: (e) => errors.push(e) });
+    client.enqueue(makeEvents(100));
+    await client.shutdown();
+    expect(errors).toHaveLength(1);
+    expect(errors[0]!.events).toHaveLength(100);
+    expect(server.requests.length).toBeLessThanOrEqual(25);
+  });
 });
