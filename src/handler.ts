@@ -8,6 +8,7 @@ import { buildUsageEvents, RESERVED_DATA_KEYS, type EventSettings, type UsageEve
 import { parseHandlerOptions, type MeteringEventOptions, type ResolvedEventOptions } from "./handler-options";
 import { IngestClient, type IngestStats } from "./ingest/client";
 import { IngestError } from "./ingest/errors";
+import { registerExitHooks } from "./ingest/exit";
 import type { IngestOptions } from "./ingest/options";
 import type { EventSink, FlushOptions } from "./ingest/sink";
 import { consoleLogger, OnceLogger } from "./logger";
@@ -79,6 +80,8 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
   readonly #stats = { metered: 0, missingSubject: 0, missingUsage: 0, cacheHits: 0, failed: 0, abandoned: 0, lateEnds: 0 };
   #closed = false;
   #clientClosed = false;
+  readonly #signalParticipant = { onSignal: () => this.shutdown() };
+  #unregisterSignals: (() => void) | undefined;
   readonly #onError: ((error: IngestError) => void) | undefined;
 
   constructor(options: MeteringCallbackHandlerOptions);
@@ -106,7 +109,10 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
     this.#warnings = new OnceLogger(logger);
     this.#ownsClient = events.client === undefined;
     this.#onError = ingest?.onError;
-    this.client = events.client ?? new IngestClient(ingest as IngestOptions);
+    // On SIGTERM/SIGINT the handler, not its client, shuts down: calls under way get their grace.
+    const handleSignals = this.#ownsClient && ingest?.handleSignals === true;
+    this.client = events.client ?? new IngestClient({ ...(ingest as IngestOptions), ...(handleSignals ? { handleSignals: false } : {}) });
+    if (handleSignals) this.#unregisterSignals = registerExitHooks(this.#signalParticipant, { flushOnExit: false, handleSignals: true });
 
     this.#settings = {
       source: this.#options.source,
@@ -258,21 +264,30 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
 
   /** Hands events to the client; a client this handler already shut down gets them reported instead. */
   #deliver(events: UsageEvent[]): void {
-    if (this.#clientClosed) {
-      const error = new IngestError(
-        `a model call that was still running when shutdown() finished ended afterwards: its ${events.length} events ` +
-          `were not delivered (${events.map((event) => `${event.id} ${event.subject} ${String(event.data?.tokens)}`).join(", ")})`,
-        { kind: "refused", events },
-      );
-      this.#warnings.logger.error(error.message);
+    if (!this.#clientClosed) {
       try {
-        this.#onError?.(error);
-      } catch {
-        // onError's own failure must not reach the user's call.
+        this.client.enqueue(events);
+        return;
+      } catch (cause) {
+        // The client was shut down under us (by its owner, or a signal): report, do not lose silently.
+        return this.#refuse(events, `the ingest client refused them (${errorMessage(cause)})`);
       }
-      return;
     }
-    this.client.enqueue(events);
+    this.#refuse(events, "the call was still running when shutdown() finished");
+  }
+
+  #refuse(events: UsageEvent[], why: string): void {
+    const error = new IngestError(
+      `${events.length} events of a model call were not delivered: ${why} ` +
+        `(${events.map((event) => `${event.id} ${event.subject} ${String(event.data?.tokens)}`).join(", ")})`,
+      { kind: "refused", events },
+    );
+    this.#warnings.logger.error(error.message);
+    try {
+      this.#onError?.(error);
+    } catch {
+      // onError's own failure must not reach the user's call.
+    }
   }
 
   // ---- Public API
@@ -293,6 +308,7 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
    */
   async shutdown(): Promise<void> {
     this.#closed = true;
+    this.#unregisterSignals?.();
     await awaitAllCallbacks();
     // Calls already under way are still billable: give them a moment to end.
     for (const deadline = performance.now() + SHUTDOWN_GRACE_MS; this.#models.size > 0 && performance.now() < deadline; ) {

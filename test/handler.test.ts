@@ -292,7 +292,7 @@ describe("MeteringCallbackHandler: runs that do not end normally", () => {
     const answer = await model.invoke("a", { metadata: { subject: "acme" } });
     await handler.flush();
     expect(answer.content).toBe("fine");
-    expect(log.errors.join()).toMatch(/could not meter run .*: boom/);
+    expect(log.errors.join()).toMatch(/not delivered: the ingest client refused them \(boom\)/);
   });
 });
 
@@ -370,7 +370,7 @@ describe("MeteringCallbackHandler: with its own ingest client", () => {
     await handler.shutdown(); // waits a few seconds for the open run, then gives up on it
     handler.handleLLMEnd({ generations: [[{ text: "", message: { usage_metadata: usage(1, 2) } } as never]] }, "run-late");
     expect(errors.map((e) => [e.kind, e.events.length])).toEqual([["refused", 2]]);
-    expect(log.errors.join("\n")).toMatch(/still running when shutdown\(\) finished.*run-late-input acme 1, run-late-output acme 2/);
+    expect(log.errors.join("\n")).toMatch(/not delivered: the call was still running when shutdown\(\) finished \(run-late-input acme 1, run-late-output acme 2\)/);
 
     handler.handleChatModelStart({} as never, [], "run-after", undefined, {}, [], { subject: "acme" });
     expect(handler.stats().open).toBe(0);

@@ -121,6 +121,17 @@ describe("in a real process", () => {
     expect(s.events.map((e) => e.id).sort()).toEqual(ids("sig", 8).sort());
   });
 
+  it("handleSignals on a handler: SIGTERM during a model call bills the call, then the process dies of SIGTERM", async () => {
+    const s = await server();
+    const r = run("handler-sigterm.ts", { URL: s.url });
+    await until(() => r.lines.includes("call started"), "the call to start");
+    r.child.kill("SIGTERM");
+    const { signal } = await r.exited;
+    expect(signal).toBe("SIGTERM");
+    expect(r.lines).toContain("call ended");
+    expect(s.totals()).toEqual({ acme: { input: 7, output: 8 } });
+  });
+
   it("concurrent writers from several processes never interleave lines in the spool", async () => {
     const dir = tempDir();
     const writers = Array.from({ length: 4 }, () => run("spool-writer.ts", { DIR: dir, BATCHES: "60", SIZE: "20" }));
