@@ -297,8 +297,17 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
    * to deliver or spool everything queued.
    */
   async flush(options?: FlushOptions): Promise<void> {
-    await awaitAllCallbacks();
-    await this.client.flush(options);
+    const timeoutMs = options?.timeoutMs;
+    if (timeoutMs === undefined) {
+      await awaitAllCallbacks();
+      return this.client.flush();
+    }
+    // The deadline covers LangChain's queue too: another handler may be slow.
+    const deadline = performance.now() + timeoutMs;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([awaitAllCallbacks(), new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+    clearTimeout(timer);
+    await this.client.flush({ timeoutMs: Math.max(0, deadline - performance.now()) });
   }
 
   /**

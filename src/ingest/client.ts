@@ -81,6 +81,8 @@ export class IngestClient implements EventSink {
 
   #closed = false;
   #shutdown: Promise<void> | undefined;
+  /** Aborted when a flush deadline passes, to end requests under way. */
+  #cutOff = new AbortController();
 
   readonly #stats = { enqueued: 0, sent: 0, batches: 0, retries: 0, failed: 0, spooled: 0, replayed: 0, dropped: 0, inFlight: 0 };
 
@@ -164,11 +166,16 @@ export class IngestClient implements EventSink {
     const timedOut = await Promise.race([done.then(() => false), late]);
     clearTimeout(timer);
     if (timedOut && this.#spool) {
+      // Past the deadline: requests under way are cut off and everything still pending goes to the
+      // spool at once (a cut-off request may have arrived: the replay's ids make that safe).
+      const cutOff = this.#cutOff;
       this.#beginDrain();
+      cutOff.abort();
       try {
         await done;
       } finally {
         this.#endDrain();
+        if (this.#cutOff === cutOff) this.#cutOff = new AbortController();
       }
     }
   }
@@ -465,7 +472,7 @@ export class IngestClient implements EventSink {
     await pRetry(
       async () => {
         try {
-          await this.#transport.send(body);
+          await this.#transport.send(body, this.#cutOff.signal);
         } catch (error) {
           throw error instanceof PermanentError ? new AbortError(error) : error;
         }

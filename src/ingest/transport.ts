@@ -45,10 +45,11 @@ export class Transport {
     });
   }
 
-  async send(body: string): Promise<void> {
+  /** `signal` ends the request early (a flush deadline); that counts as a network error. */
+  async send(body: string, signal?: AbortSignal): Promise<void> {
     let res: Awaited<ReturnType<Pool["request"]>>;
     try {
-      res = await this.#pool.request({ path: this.#path, method: "POST", headers: this.#headers, body });
+      res = await this.#pool.request({ path: this.#path, method: "POST", headers: this.#headers, body, signal });
     } catch (error) {
       const code = (error as { code?: string }).code;
       const message = error instanceof Error ? error.message : String(error);
