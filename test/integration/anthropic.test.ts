@@ -8,28 +8,15 @@ import { BaseCallbackHandler } from "@langchain/core/callbacks/base";
 import { HumanMessage } from "@langchain/core/messages";
 import { tool } from "@langchain/core/tools";
 import { createReactAgent } from "@langchain/langgraph/prebuilt";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { z } from "zod";
 import { type AnthropicFake, startAnthropicServer } from "../support/anthropic-server.js";
 import { CaptureHandler, endUsage } from "../support/capture.js";
-import { guardNetwork, type NetworkGuard } from "../support/network.js";
+import { useProviderFake } from "../support/lifecycle.js";
 import { expectedEvents, meteringSetup, newRunId, runIdsOf } from "../support/metering.js";
 
-let guard: NetworkGuard;
 let fake: AnthropicFake;
-beforeAll(async () => {
-  guard = guardNetwork();
-  fake = await startAnthropicServer();
-});
-afterAll(async () => {
-  await fake.close();
-  guard.restore();
-  expect(guard.blocked).toEqual([]);
-});
-afterEach(() => {
-  fake.requests.length = 0;
-  fake.respondWith(() => ({}));
-});
+useProviderFake(startAnthropicServer, (started) => (fake = started));
 
 const MODEL = "claude-sonnet-4-5-20250929";
 const anthropic = (fields: Record<string, unknown> = {}) =>

@@ -10,27 +10,14 @@ import { tool } from "@langchain/core/tools";
 import { MemorySaver } from "@langchain/langgraph";
 import { createReactAgent } from "@langchain/langgraph/prebuilt";
 import { ChatOpenAI } from "@langchain/openai";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { z } from "zod";
-import { guardNetwork, type NetworkGuard } from "../support/network.js";
+import { useProviderFake } from "../support/lifecycle.js";
 import { hasToolResult, type OpenAIFake, startOpenAIServer } from "../support/openai-server.js";
 import { expectedEvents, meteringSetup, runIdsOf, totalsBySubject } from "../support/metering.js";
 
-let guard: NetworkGuard;
 let fake: OpenAIFake;
-beforeAll(async () => {
-  guard = guardNetwork();
-  fake = await startOpenAIServer();
-});
-afterAll(async () => {
-  await fake.close();
-  guard.restore();
-  expect(guard.blocked).toEqual([]);
-});
-afterEach(() => {
-  fake.requests.length = 0;
-  fake.respondWith(() => ({}));
-});
+useProviderFake(startOpenAIServer, (started) => (fake = started));
 
 const openai = (fields: Record<string, unknown> = {}) =>
   new ChatOpenAI({ model: "gpt-4o-mini", apiKey: "test", maxRetries: 0, configuration: { baseURL: fake.baseURL }, ...fields });

@@ -7,26 +7,13 @@ import { StringOutputParser } from "@langchain/core/output_parsers";
 import { ChatPromptTemplate } from "@langchain/core/prompts";
 import { RunnableLambda, type RunnableConfig } from "@langchain/core/runnables";
 import { ChatOpenAI } from "@langchain/openai";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { guardNetwork, type NetworkGuard } from "../support/network.js";
+import { describe, expect, it } from "vitest";
+import { useProviderFake } from "../support/lifecycle.js";
 import { type OpenAIFake, startOpenAIServer } from "../support/openai-server.js";
 import { eventsOfRun, expectedEvents, meteringSetup, newRunId, runIdsOf } from "../support/metering.js";
 
-let guard: NetworkGuard;
 let fake: OpenAIFake;
-beforeAll(async () => {
-  guard = guardNetwork();
-  fake = await startOpenAIServer();
-});
-afterAll(async () => {
-  await fake.close();
-  guard.restore();
-  expect(guard.blocked).toEqual([]);
-});
-afterEach(() => {
-  fake.requests.length = 0;
-  fake.respondWith(() => ({}));
-});
+useProviderFake(startOpenAIServer, (started) => (fake = started));
 
 const SNAPSHOT = "gpt-4o-mini-2024-07-18";
 const openai = (fields: Record<string, unknown> = {}) =>
