@@ -72,9 +72,12 @@ async function main(): Promise<void> {
     })());
   lines.on("SIGINT", () => void finish());
 
-  const ask = () => interactive && lines.setPrompt("You: ");
-  ask();
-  if (interactive) lines.prompt();
+  if (interactive) {
+    console.log("Type a prompt and press Enter; Ctrl-D (or Ctrl-C) ends and prints the invoice preview.");
+    lines.setPrompt("You: ");
+    lines.prompt();
+  }
+  let asked = 0;
   // Lines are answered one at a time, in order, also when a whole file is piped in.
   for await (const line of lines) {
     const question = line.trim();
@@ -82,6 +85,7 @@ async function main(): Promise<void> {
       if (interactive) lines.prompt();
       continue;
     }
+    asked++;
     history.push(new HumanMessage(question));
     process.stdout.write(interactive ? "AI: " : `You: ${question}\nAI: `);
     let reply = "";
@@ -100,6 +104,7 @@ async function main(): Promise<void> {
     printEvents();
     if (interactive) lines.prompt();
   }
+  if (asked === 0 && !interactive) console.log('No prompts on standard input: pipe some in, e.g. echo "What is 1+1?" | npm start');
   await finish();
 }
 

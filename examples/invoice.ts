@@ -26,14 +26,15 @@ export function formatInvoice(totals: Totals, prices: Prices): string {
   const unit = (price: number) => `${prices.currency}${decimal(price)}`;
   const table: string[][] = [];
   for (const [subject, { input, output }] of totals) {
-    const inputAmount = input * prices.input;
-    const outputAmount = output * prices.output;
+    // Each line is rounded as shown, and the total is the sum of the lines, as an invoice does.
+    const inputAmount = roundMicro(input * prices.input);
+    const outputAmount = roundMicro(output * prices.output);
     table.push(
       [`Invoice preview for subject "${subject}"`],
       ["", "tokens", "unit price", "amount"],
       ["Input tokens", input.toLocaleString("en-US"), unit(prices.input), money(inputAmount)],
       ["Output tokens", output.toLocaleString("en-US"), unit(prices.output), money(outputAmount)],
-      ["Total", "", "", money(inputAmount + outputAmount)],
+      ["Total", "", "", money(roundMicro(inputAmount + outputAmount))],
     );
   }
   const widths = [14, 10, 14, 12];
@@ -49,4 +50,8 @@ export function formatInvoice(totals: Totals, prices: Prices): string {
 /** 0.00000015 rather than 1.5e-7: prices are per single token and tiny. */
 function decimal(value: number): string {
   return value.toFixed(12).replace(/\.?0+$/, "");
+}
+
+function roundMicro(amount: number): number {
+  return Math.round(amount * 1e6) / 1e6;
 }

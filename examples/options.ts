@@ -29,7 +29,7 @@ class CachedModel extends FakeListChatModel {
 
 const quiet = { warn: () => {}, error: () => {} };
 const show = (title: string, server: OpenMeterServer) =>
-  console.log(`\n## ${title}\n${server.events.map((e) => `  ${e.subject} ${e.type} ${JSON.stringify(e.data)}`).join("\n")}`);
+  console.log(`\n## ${title}\n${server.events.map((e) => `  ${e.subject} ${e.source} ${e.type} ${JSON.stringify(e.data)}`).join("\n")}`);
 
 async function main() {
   const model = new OfflineChatModel();
@@ -56,7 +56,7 @@ async function main() {
     });
     await new CachedModel().invoke("hi", { callbacks: [handler], metadata: { subject: "acme", tier: "pro", internal: "not sent" } });
     await handler.shutdown();
-    show("Events (cached input split out: 200 + 1000 + 40 = 1240)", server);
+    show("Events (source and type set; only `tier` copied from metadata; 1200 input tokens split into 200 uncached + 1000 cached)", server);
     await server.close();
   }
 
@@ -73,7 +73,7 @@ async function main() {
     await model.invoke("b", { callbacks: [handler], tags: ["customer:initech"] });
     await model.invoke("c", { callbacks: [handler] });
     await handler.shutdown();
-    show("Subject (metadata, resolver, default)", server);
+    show("Subject (globex from metadata.customerId, initech from resolveSubject, internal from defaultSubject)", server);
     await server.close();
   }
 
@@ -81,10 +81,17 @@ async function main() {
   {
     const server = await startOpenMeterServer();
     server.failNext(2, { status: 503, retryAfter: 1 });
-    const handler = new MeteringCallbackHandler({ url: server.url, maxBatchSize: 500, flushIntervalMs: 250, retry: { retries: 5, minDelayMs: 100, maxDelayMs: 2000 } });
+    const handler = new MeteringCallbackHandler({
+      url: server.url,
+      maxBatchSize: 500,
+      flushIntervalMs: 250,
+      retry: { retries: 5, minDelayMs: 100, maxDelayMs: 2000 },
+      logger: quiet,
+    });
     await model.invoke("What is 3*3?", { callbacks: [handler], metadata: { subject: "acme" } });
     await handler.shutdown();
-    show(`Batching and retries (${server.requests.length} requests: 503, 503, then 204)`, server);
+    const answers = server.requests.map((r) => r.status).join(", ");
+    show(`Batching and retries (${server.requests.length} requests, answered ${answers}; Retry-After honoured)`, server);
     await server.close();
   }
 
@@ -99,9 +106,9 @@ async function main() {
     console.log(`\n## Spool\n  endpoint down: ${handler.stats().delivery?.spooled} events spooled in ${spoolDir}`);
     server.setMode("ok");
     const next = new IngestClient({ url: server.url, spoolDir });
-    console.log(`  endpoint back: ${await next.replaySpool()} events replayed`);
+    console.log(`  endpoint back: ${await next.replaySpool()} events replayed, and received:`);
     await next.shutdown();
-    show("Spool (after replay)", server);
+    for (const e of server.events) console.log(`  ${e.subject} ${e.source} ${e.type} ${JSON.stringify(e.data)}`);
     await server.close();
   }
 
@@ -112,7 +119,7 @@ async function main() {
       url: server.url,
       apiKey: "wrong-key",
       logger: quiet,
-      onError: (error: IngestError) => console.log(`\n## Errors\n  onError: ${error.kind} ${error.status}: ${error.message} (${error.events.length} events)`),
+      onError: (error: IngestError) => console.log(`\n## Errors\n  onError(kind ${error.kind}, status ${error.status}): ${error.message}`),
     });
     await model.invoke("hi", { callbacks: [handler], metadata: { subject: "acme" } });
     await handler.shutdown();

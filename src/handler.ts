@@ -1,7 +1,6 @@
 import { BaseCallbackHandler } from "@langchain/core/callbacks/base";
 import { awaitAllCallbacks } from "@langchain/core/callbacks/promises";
 import type { Serialized } from "@langchain/core/load/serializable";
-import type { ChatModelStreamEvent } from "@langchain/core/language_models/event";
 import type { BaseMessage, UsageMetadata } from "@langchain/core/messages";
 import type { ChatGenerationChunk, GenerationChunk, LLMResult } from "@langchain/core/outputs";
 import { buildUsageEvents, RESERVED_DATA_KEYS, type EventSettings, type UsageEvent } from "./events";
@@ -167,7 +166,8 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
     if (message?.usage_metadata !== undefined) run.stream.observeChunk(message.usage_metadata);
   }
 
-  override handleChatModelStreamEvent(event: ChatModelStreamEvent, runId: string): void {
+  // Typed structurally: @langchain/core added this hook (and its event type) in 1.2; older cores never call it.
+  override handleChatModelStreamEvent(event: { event: string; usage?: Partial<UsageMetadata> }, runId: string): void {
     this.#models.touch(runId)?.stream?.observeEvent(event);
   }
 
@@ -199,7 +199,7 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
         this.#stats.missingUsage++;
         this.#warnings.warnOnce(
           `usage:${result.problem}:${run.model}`,
-          `${result.detail} for model ${run.model ?? "(unknown)"} (run ${runId}): nothing was billed for this call. ` +
+          `${result.detail} for ${run.model ? `model ${run.model}` : "a model with no name"} (run ${runId}): nothing was billed for this call. ` +
             "Enable usage reporting in the model's options (for example `streamUsage: true`).",
         );
         return;
@@ -208,7 +208,7 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
       if (usage.estimated) {
         this.#warnings.warnOnce(
           `estimated:${run.model}`,
-          `model ${run.model ?? "(unknown)"} reported no usage; LangChain's estimate was billed and flagged \`estimated: true\``,
+          `${run.model ? `model ${run.model}` : "a model with no name"} reported no usage; LangChain's estimate was billed and flagged \`estimated: true\``,
         );
       }
       const responseModel = servedModel(output);

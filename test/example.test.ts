@@ -84,12 +84,12 @@ describe("examples/options.ts (the README's option groups)", () => {
   it("runs every group offline and shows what each one changes", async () => {
     const { code, stdout, stderr } = await runExample("", {}, "examples/options.ts");
     expect(code, stderr).toBe(0);
-    expect(stdout).toContain('acme llm.tokens {"type":"input","tokens":200,"model":"cached-model","provider":"example","tier":"pro"}');
-    expect(stdout).toContain('acme llm.tokens {"type":"input_cached","tokens":1000');
-    expect(stdout.match(/^ {2}(globex|initech|internal) kong\.llm_request \{"type":"input"/gm)).toHaveLength(3);
-    expect(stdout).toContain("3 requests: 503, 503, then 204");
+    expect(stdout).toContain('acme support-bot llm.tokens {"type":"input","tokens":200,"model":"cached-model","provider":"example","tier":"pro"}');
+    expect(stdout).toContain('acme support-bot llm.tokens {"type":"input_cached","tokens":1000');
+    expect(stdout.match(/^ {2}(globex|initech|internal) langchain kong\.llm_request \{"type":"input"/gm)).toHaveLength(3);
+    expect(stdout).toContain("3 requests, answered 503, 503, 204");
     expect(stdout).toMatch(/endpoint down: 2 events spooled[\s\S]*endpoint back: 2 events replayed/);
-    expect(stdout).toMatch(/onError: rejected 401: .*check apiKey/);
+    expect(stdout).toMatch(/onError\(kind rejected, status 401\): .*check apiKey/);
     expect(`${stdout}${stderr}`).not.toMatch(/right-key|wrong-key|om_example_key/);
   }, 60_000);
 });
