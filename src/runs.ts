@@ -4,13 +4,20 @@ export interface TimedEntry {
   seenAt: number;
 }
 
+interface Slot<T> {
+  entry: T;
+  /** When the entry took its place in the Map's order (set or moved by a sweep). */
+  placedAt: number;
+}
+
 /** How many forgotten runs are kept aside, so one that ends after all can still be billed. */
 const FORGOTTEN_LIMIT = 1000;
 
 export class RunRegistry<T extends TimedEntry> {
-  // A Map iterates in insertion order, so the least recently seen entries come first and a sweep
-  // stops at the first live one.
-  readonly #runs = new Map<string, T>();
+  // A Map iterates in insertion order, so the oldest placed entries come first and a sweep stops at
+  // the first one placed within the time-out. Runs heard from since are moved back by the sweep, so
+  // hearing from a run (once per streamed token) costs one assignment, not a reinsertion.
+  readonly #runs = new Map<string, Slot<T>>();
   readonly #forgotten = new Map<string, T>();
   readonly #sweepEveryMs: number;
   #lastSweep = performance.now();
@@ -25,30 +32,26 @@ export class RunRegistry<T extends TimedEntry> {
 
   set(runId: string, entry: T): void {
     this.#runs.delete(runId);
-    this.#runs.set(runId, entry);
+    this.#runs.set(runId, { entry, placedAt: entry.seenAt });
   }
 
   get(runId: string): T | undefined {
-    return this.#runs.get(runId);
+    return this.#runs.get(runId)?.entry;
   }
 
   /** Marks the run as alive now (a long stream is not abandoned while tokens arrive). */
   touch(runId: string, now = performance.now()): T | undefined {
-    const entry = this.#runs.get(runId);
-    if (entry !== undefined) {
-      entry.seenAt = now;
-      this.#runs.delete(runId);
-      this.#runs.set(runId, entry);
-    }
-    return entry;
+    const slot = this.#runs.get(runId);
+    if (slot !== undefined) slot.entry.seenAt = now;
+    return slot?.entry;
   }
 
   /** Removes and returns the entry, looking among recently forgotten runs too: a run ends once. */
   take(runId: string): { entry: T; late: boolean } | undefined {
-    const entry = this.#runs.get(runId);
-    if (entry !== undefined) {
+    const slot = this.#runs.get(runId);
+    if (slot !== undefined) {
       this.#runs.delete(runId);
-      return { entry, late: false };
+      return { entry: slot.entry, late: false };
     }
     const forgotten = this.#forgotten.get(runId);
     if (forgotten === undefined) return undefined;
@@ -68,10 +71,15 @@ export class RunRegistry<T extends TimedEntry> {
     if (now - this.#lastSweep < this.#sweepEveryMs) return 0;
     this.#lastSweep = now;
     let swept = 0;
-    for (const [runId, entry] of this.#runs) {
-      if (now - entry.seenAt < this.ttlMs) break;
+    for (const [runId, slot] of this.#runs) {
+      if (now - slot.placedAt < this.ttlMs) break; // this and every later one are too recent
       this.#runs.delete(runId);
-      this.#forgotten.set(runId, entry);
+      if (now - slot.entry.seenAt < this.ttlMs) {
+        // Heard from since it was placed: back to the end (iteration meets it again and stops there).
+        this.#runs.set(runId, { entry: slot.entry, placedAt: now });
+        continue;
+      }
+      this.#forgotten.set(runId, slot.entry);
       swept++;
     }
     for (const runId of this.#forgotten.keys()) {
