@@ -3,7 +3,7 @@ import { awaitAllCallbacks } from "@langchain/core/callbacks/promises";
 import type { Serialized } from "@langchain/core/load/serializable";
 import type { BaseMessage, UsageMetadata } from "@langchain/core/messages";
 import type { ChatGenerationChunk, GenerationChunk, LLMResult } from "@langchain/core/outputs";
-import { buildUsageEvents, RESERVED_DATA_KEYS, type EventSettings, type UsageEvent } from "./events";
+import { buildUsageEvents, RESERVED_DATA_KEYS, type UsageEvent } from "./events";
 import { parseHandlerOptions, type MeteringEventOptions, type ResolvedEventOptions } from "./handler-options";
 import { IngestClient, type IngestStats } from "./ingest/client";
 import { IngestError } from "./ingest/errors";
@@ -73,7 +73,6 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
   readonly #options: ResolvedEventOptions;
   /** A client passed in belongs to the caller: shutdown() flushes it but leaves it running. */
   readonly #ownsClient: boolean;
-  readonly #settings: EventSettings;
   readonly #warnings: OnceLogger;
   readonly #models: RunRegistry<ModelRun>;
   readonly #stats = { metered: 0, missingSubject: 0, missingUsage: 0, cacheHits: 0, failed: 0, abandoned: 0, lateEnds: 0 };
@@ -113,11 +112,6 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
     this.client = events.client ?? new IngestClient({ ...(ingest as IngestOptions), ...(handleSignals ? { handleSignals: false } : {}) });
     if (handleSignals) this.#unregisterSignals = registerExitHooks(this.#signalParticipant, { flushOnExit: false, handleSignals: true });
 
-    this.#settings = {
-      source: this.#options.source,
-      eventType: this.#options.eventType,
-      splitCachedInput: this.#options.splitCachedInput,
-    };
     this.#models = new RunRegistry(this.#options.runTimeoutMs);
   }
 
@@ -223,7 +217,7 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
           responseModel: responseModel !== run.model ? responseModel : undefined,
           extra: selectMetadata(run.metadata, this.#options.includeMetadata, this.#options.subjectKey, RESERVED_DATA_KEYS, this.#onSkippedMetadata),
         },
-        this.#settings,
+        this.#options, // source, eventType, splitCachedInput
       );
       this.#deliver(events);
       this.#stats.metered++;
@@ -405,7 +399,6 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
     );
     return undefined;
   }
-
 }
 
 function normaliseArguments(
