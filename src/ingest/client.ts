@@ -212,9 +212,7 @@ export class IngestClient implements EventSink {
     this.#closed = true;
     this.#beginDrain();
     try {
-      await this.flush();
-      await this.#replaying?.catch(() => 0);
-      await this.flush();
+      await this.#flushWithReplay();
     } finally {
       if (this.#timer) clearTimeout(this.#timer);
       this.#timer = undefined;
@@ -533,6 +531,13 @@ export class IngestClient implements EventSink {
     if (this.#draining === 0) for (const sleep of this.#sleeps) sleep.timer.unref();
   }
 
+  /** Flushes, lets a replay under way finish, then flushes what it handed back. */
+  async #flushWithReplay(): Promise<void> {
+    await this.flush();
+    await this.#replaying?.catch(() => 0);
+    await this.flush();
+  }
+
   #onBeforeExit(): void {
     if (this.#closed || this.#exitFlushing) return;
     const pending =
@@ -540,11 +545,7 @@ export class IngestClient implements EventSink {
     if (!pending) return;
     this.#exitFlushing = true;
     this.#beginDrain();
-    void (async () => {
-      await this.flush();
-      await this.#replaying?.catch(() => 0);
-      await this.flush();
-    })().finally(() => {
+    void this.#flushWithReplay().finally(() => {
       this.#exitFlushing = false;
       this.#endDrain();
     });
