@@ -23,25 +23,7 @@ export class InstantChatModel extends BaseChatModel {
 
   async _generate(_messages: BaseMessage[]): Promise<ChatResult> {
     this.calls++;
-    return {
-      generations: [
-        {
-          text: "ok",
-          message: new AIMessage({
-            content: "ok",
-            usage_metadata: {
-              input_tokens: 120,
-              output_tokens: 30,
-              total_tokens: 150,
-              input_token_details: { cache_read: 100 },
-              output_token_details: { reasoning: 10 },
-            },
-            response_metadata: { model_name: "gpt-4o-mini-2024-07-18" },
-          }),
-        },
-      ],
-      llmOutput: {},
-    };
+    return { generations: llmResult().generations[0]!, llmOutput: {} };
   }
 }
 
