@@ -310,9 +310,11 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
    * Idempotent.
    */
   async shutdown(): Promise<void> {
-    this.#closed = true;
     this.#unregisterSignals?.();
+    // Calls that returned before now may still have their start callback waiting in LangChain's
+    // queue (behind a slow handler): let it run before later starts are refused.
     await awaitAllCallbacks();
+    this.#closed = true;
     // Calls already under way are still billable: give them a moment to end.
     for (const deadline = performance.now() + SHUTDOWN_GRACE_MS; this.#models.size > 0 && performance.now() < deadline; ) {
       await new Promise((resolve) => setTimeout(resolve, 20));

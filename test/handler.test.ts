@@ -357,6 +357,27 @@ describe("MeteringCallbackHandler: with its own ingest client", () => {
     await server.close();
   });
 
+  it("bills a call that returned before shutdown() even when a slow handler still holds LangChain's queue", async () => {
+    const { BaseCallbackHandler } = await import("@langchain/core/callbacks/base");
+    // Another handler (a tracer, say) that takes its time: our start callback waits behind it.
+    class SlowStart extends BaseCallbackHandler {
+      name = "SlowStart";
+      override async handleChatModelStart(): Promise<void> {
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+    }
+    const { startOpenMeterServer } = await import("langchain-openmeter/testing");
+    const server = await startOpenMeterServer();
+    const log = recordingLogger();
+    const handler = new MeteringCallbackHandler({ url: server.url, logger: log.logger, flushOnExit: false });
+    const model = new ScriptedChatModel(() => ({ usage: usage(5, 6) }), "m", "p", { callbacks: [new SlowStart(), handler] });
+    await model.invoke("x", { metadata: { subject: "acme" } });
+    await handler.shutdown();
+    expect(server.totals()).toEqual({ acme: { input: 5, output: 6 } });
+    expect(log.warnings.join("\n")).not.toMatch(/after shutdown\(\) was not metered/);
+    await server.close();
+  });
+
   it("reports, with the events, a call that ends after shutdown() finished", async () => {
     const log = recordingLogger();
     const errors: Array<{ kind: string; events: unknown[] }> = [];
