@@ -52,11 +52,9 @@ function findUsageMetadata(generations: unknown): Record<string, unknown> | unde
 }
 
 function fromUsageMetadata(usage: Record<string, unknown>): UsageResult {
-  const input = count(usage.input_tokens);
-  const output = count(usage.output_tokens);
-  if (input === undefined || output === undefined) {
-    return invalid("usage_metadata", usage.input_tokens, usage.output_tokens);
-  }
+  const counts = inputAndOutput(usage.input_tokens, usage.output_tokens, usage.total_tokens);
+  if (counts === undefined) return invalid("usage_metadata", usage.input_tokens, usage.output_tokens);
+  const [input, output] = counts;
   const inputDetails = isRecord(usage.input_token_details) ? usage.input_token_details : {};
   const outputDetails = isRecord(usage.output_token_details) ? usage.output_token_details : {};
   return {
@@ -75,11 +73,13 @@ function fromTokenUsage(
   usage: Record<string, unknown>,
   where: "tokenUsage" | "estimatedTokenUsage",
 ): UsageResult {
-  const input = count(usage.promptTokens ?? usage.prompt_tokens ?? usage.input_tokens);
-  const output = count(usage.completionTokens ?? usage.completion_tokens ?? usage.output_tokens);
-  if (input === undefined || output === undefined) {
-    return invalid(`llmOutput.${where}`, usage.promptTokens, usage.completionTokens);
-  }
+  const counts = inputAndOutput(
+    usage.promptTokens ?? usage.prompt_tokens ?? usage.input_tokens,
+    usage.completionTokens ?? usage.completion_tokens ?? usage.output_tokens,
+    usage.totalTokens ?? usage.total_tokens,
+  );
+  if (counts === undefined) return invalid(`llmOutput.${where}`, usage.promptTokens, usage.completionTokens);
+  const [input, output] = counts;
   return { ok: true, where, usage: { input, output, estimated: where === "estimatedTokenUsage" } };
 }
 
@@ -96,6 +96,20 @@ function withDetails(
   }
   if (reasoning && reasoning <= usage.output) usage.reasoning = reasoning;
   return usage;
+}
+
+/**
+ * Both counts, or undefined. A count left out beside a total is the total's remainder:
+ * `@langchain/openai` drops counts of 0 (`completion_tokens: 0` leaves no `output_tokens`), and
+ * the input of such a call must still be billed. A value that is present but no count is never guessed.
+ */
+function inputAndOutput(rawInput: unknown, rawOutput: unknown, rawTotal: unknown): [number, number] | undefined {
+  let input = count(rawInput);
+  let output = count(rawOutput);
+  const total = count(rawTotal);
+  if (input !== undefined && output === undefined && rawOutput == null && total !== undefined && total >= input) output = total - input;
+  else if (output !== undefined && input === undefined && rawInput == null && total !== undefined && total >= output) input = total - output;
+  return input === undefined || output === undefined ? undefined : [input, output];
 }
 
 /** A token count is a non-negative safe integer; a decimal string of one is accepted too. */

@@ -187,6 +187,26 @@ describe("usage shapes", () => {
     });
   }
 
+  it("a count left out beside a total is the total's remainder (providers drop zeros); otherwise not guessed", () => {
+    const { sink, run, warnings } = setup();
+    run({ subject: "acme" }, reported({ input_tokens: 900, total_tokens: 900 }));
+    run({ subject: "acme" }, reported({ output_tokens: 4, total_tokens: 10 }));
+    expect(tokens(sink.events)).toEqual([
+      ["input", 900],
+      ["output", 0],
+      ["input", 6],
+      ["output", 4],
+    ]);
+    expect(warnings).toEqual([]);
+    // No total, a total smaller than the count it must contain, or a value that is there but no count.
+    run({ subject: "acme" }, reported({ input_tokens: 900 }));
+    run({ subject: "acme" }, reported({ input_tokens: 900, total_tokens: 899 }));
+    run({ subject: "acme" }, reported({ input_tokens: 900, output_tokens: "many", total_tokens: 1000 }));
+    expect(sink.events).toHaveLength(4);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/usage_metadata has no usable token counts \(input 900, output undefined\)/);
+  });
+
   it("whole-number floats (12.0) and decimal strings (\"12\") are counts", () => {
     const { sink, run } = setup();
     run({ subject: "acme" }, reported({ input_tokens: 12.0, output_tokens: "7" }));

@@ -51,6 +51,17 @@ describe("ChatOpenAI + MeteringCallbackHandler", () => {
     expect(sink.events).toEqual(expectedEvents(runId, { subject: "acme", ...base, input: 7, output: 3 }));
   });
 
+  it("completion_tokens 0 (which @langchain/openai leaves out of usage_metadata): the input is still billed", async () => {
+    const { sink, handler, warnings } = meteringSetup();
+    fake.enqueue({ content: "", usage: { prompt_tokens: 900, completion_tokens: 0 } });
+    const runId = newRunId();
+    const message = await openai({ callbacks: [handler] }).invoke("x", { runId, metadata: { subject: "acme" } });
+    await handler.flush();
+    expect(message.usage_metadata?.output_tokens).toBeUndefined(); // what the integration hands over
+    expect(sink.events).toEqual(expectedEvents(runId, { subject: "acme", ...base, input: 900, output: 0 }));
+    expect(warnings).toEqual([]);
+  });
+
   it("no response_model when the served model equals the requested one", async () => {
     const { sink, handler } = meteringSetup();
     fake.enqueue({ usage: { prompt_tokens: 7, completion_tokens: 3 }, model: "gpt-4o-mini" });
