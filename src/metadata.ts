@@ -16,8 +16,10 @@ const LANGCHAIN_KEYS = new Set([
   "assistant_id",
   "graph_id",
   "task_id",
+  "run_attempt",
 ]);
-const LANGCHAIN_PREFIX = /^(?:ls_|langgraph_|__)/;
+// `lc_`: langchain's createAgent (`lc_agent_name`) and its middleware (`lc_source`).
+const LANGCHAIN_PREFIX = /^(?:ls_|lc_|langgraph_|__)/;
 
 export const MAX_METADATA_STRING = 1024;
 

@@ -203,6 +203,11 @@ describe("MeteringCallbackHandler: metadata", () => {
         versions: { x: 1 },
         langgraph_node: "agent",
         thread_id: "t1",
+        checkpoint_ns: "agent:1",
+        // langchain's createAgent({ name }) and its middleware; LangGraph Platform's retry counter.
+        lc_agent_name: "researcher",
+        lc_source: "summarization",
+        run_attempt: 1,
         tokens: 999999,
         type: "spoofed",
       },
