@@ -186,13 +186,11 @@ describe("ChatAnthropic streamed paths other callback handlers switch on", () =>
     expect(sink.events).toEqual(expectedEvents(runId!, { subject: "acme", ...base, input: 15, output: 20, cached: 5 }));
   });
 
-  // BUG (reported): when any handler in the run prefers the content-block stream-events protocol
-  // (LangGraph's streamEvents v3 adds one), BaseChatModel calls `_streamChatModelEvents(messages, options)`
-  // WITHOUT the run manager, so handleLLMNewToken never fires and StreamUsageTracker sees no chunks.
-  // @langchain/anthropic's convertAnthropicStream still adds message_start's output_tokens to
-  // message_delta's, so the handler bills message_start's count too much. The chunks' usage is visible
-  // to the handler through handleChatModelStreamEvent (message-start / usage events), which it does not
-  // implement. These tests assert what Anthropic billed and fail until it does.
+  // When any handler in the run prefers the content-block stream-events protocol (LangGraph's
+  // streamEvents v3 adds one), BaseChatModel calls `_streamChatModelEvents(messages, options)` without
+  // the run manager, so handleLLMNewToken never fires. @langchain/anthropic still adds message_start's
+  // output_tokens to message_delta's; the handler sees both through handleChatModelStreamEvent
+  // (message-start / usage events) and bills what Anthropic billed.
   it("content-block stream-events protocol (lc_prefer_chat_model_stream_events) on invoke: bills message_delta's count", async () => {
     const { sink, handler } = meteringSetup();
     fake.enqueue({ usage: { input_tokens: 10, output_tokens: 20, cache_read_input_tokens: 5 } });

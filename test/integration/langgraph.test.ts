@@ -117,9 +117,9 @@ describe("createReactAgent + ChatOpenAI + MeteringCallbackHandler", () => {
     expect(handler.stats()).toMatchObject({ metered: 2, open: 0 });
   });
 
-  // BUG (reported): on this path (BaseChatModel._generateUncached's lc_prefer_streaming branch) the
-  // aggregated chunk keeps ChatOpenAI's `model_name` in `generationInfo` only, not in
-  // `message.response_metadata`, so the handler's servedModel() finds no snapshot and drops response_model.
+  // On this path (BaseChatModel._generateUncached's lc_prefer_streaming branch) the aggregated chunk
+  // keeps ChatOpenAI's `model_name` in `generationInfo` only, not in `message.response_metadata`:
+  // servedModel() reads it from there, so response_model still rides along.
   it("streamMode 'messages': the served snapshot still rides along as response_model", async () => {
     const { sink, handler } = meteringSetup();
     scriptAgentLoop();
