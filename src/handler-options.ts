@@ -3,7 +3,7 @@ import type { EventSink } from "./ingest/sink";
 import type { Logger } from "./logger";
 import type { MetadataPolicy } from "./metadata";
 import { ingestOptionsShape, parseOptions, refineIngestOptions, type IngestOptions } from "./ingest/options";
-import type { SubjectResolver } from "./subject";
+import { checkSubject, type SubjectResolver } from "./subject";
 
 /** What the handler itself decides: how runs become events. Delivery options go to the ingest client. */
 export interface MeteringEventOptions {
@@ -46,7 +46,13 @@ export const meteringEventOptionsShape = {
     .default("langchain"),
   eventType: nonEmptyString("eventType").default("kong.llm_request"),
   subjectKey: nonEmptyString("subjectKey").default("subject"),
-  defaultSubject: nonEmptyString("defaultSubject").optional(),
+  // Held to the rules a subject from metadata must pass: it is sent on every call that names none.
+  defaultSubject: nonEmptyString("defaultSubject")
+    .superRefine((value, context) => {
+      const checked = checkSubject(value);
+      if (checked && !checked.ok) context.addIssue({ code: "custom", message: `\`defaultSubject\` is refused: ${checked.reason}` });
+    })
+    .optional(),
   resolveSubject: z
     .custom<SubjectResolver>(isFunction, { error: "`resolveSubject` must be a function (context) => subject" })
     .optional(),

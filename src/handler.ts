@@ -13,8 +13,8 @@ import type { EventSink, FlushOptions } from "./ingest/sink";
 import { consoleLogger, OnceLogger } from "./logger";
 import { selectMetadata, type SkippedValue } from "./metadata";
 import { RunRegistry } from "./runs";
-import { correctStreamedUsage, StreamUsageTracker } from "./stream-usage";
-import { checkSubject, type SubjectCheck, type SubjectContext } from "./subject";
+import { correctStreamedUsage, streamEventsOverCount, StreamUsageTracker } from "./stream-usage";
+import { checkSubject, type SubjectCheck } from "./subject";
 import { extractUsage } from "./usage";
 
 export type MeteringCallbackHandlerOptions = MeteringEventOptions & Partial<IngestOptions>;
@@ -113,6 +113,7 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
     if (handleSignals) this.#unregisterSignals = registerExitHooks(this.#signalParticipant, { flushOnExit: false, handleSignals: true });
 
     this.#models = new RunRegistry(this.#options.runTimeoutMs);
+    streamEventsOverCount(); // reads a package.json once, here: callbacks do no I/O
   }
 
   /** One handler owns one client: LangChain's copies must share it, not build another. */
@@ -374,24 +375,21 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
     parentRunId: string | undefined,
   ): string | undefined {
     const { subjectKey, resolveSubject, defaultSubject } = this.#options;
-    let candidate: unknown;
-    let fromResolver = false;
+    // The resolver first; what it leaves undecided or gets wrong falls back to the metadata key.
     if (resolveSubject) {
+      let resolved: unknown;
       try {
-        const context: SubjectContext = { metadata: metadata ?? {}, tags: tags ?? [], runId, parentRunId };
-        candidate = resolveSubject(context);
-        fromResolver = candidate !== undefined && candidate !== null;
+        resolved = resolveSubject({ metadata: metadata ?? {}, tags: tags ?? [], runId, parentRunId });
       } catch (error) {
         this.#warnings.warnOnce("resolveSubject:throw", `\`resolveSubject\` threw (${errorMessage(error)}); falling back to metadata.${subjectKey}`);
       }
+      const checked = this.#checkSubject(resolved);
+      if (checked?.ok) return checked.subject;
+      if (checked) this.#warnings.warnOnce(`subject:resolver:${checked.reason}`, `the subject from resolveSubject was refused: ${checked.reason}`);
     }
-    candidate ??= metadata?.[subjectKey];
-    const checked = this.#checkSubject(candidate);
+    const checked = this.#checkSubject(metadata?.[subjectKey]);
     if (checked?.ok) return checked.subject;
-    if (checked && !checked.ok) {
-      const origin = fromResolver ? "resolveSubject" : `metadata.${subjectKey}`;
-      this.#warnings.warnOnce(`subject:${checked.reason}`, `the subject from ${origin} was refused: ${checked.reason}`);
-    }
+    if (checked) this.#warnings.warnOnce(`subject:${checked.reason}`, `the subject from metadata.${subjectKey} was refused: ${checked.reason}`);
     if (defaultSubject !== undefined) return defaultSubject;
     this.#stats.missingSubject++;
     this.#warnings.warnOnce(

@@ -97,6 +97,21 @@ describe("subject", () => {
   });
 });
 
+describe("subject fallbacks", () => {
+  it("a resolveSubject that answers a refused value (empty, control characters): warned once, the metadata subject is used", () => {
+    const answers = ["", "  ", "a\u0001b"];
+    let call = 0;
+    const { sink, run, warnings, handler } = setup({ resolveSubject: () => answers[call++ % answers.length] });
+    for (let i = 0; i < 3; i++) run({ subject: "acme" }, reported(usage(1, 2)));
+    expect(sink.events.map((e) => e.subject)).toEqual(Array(6).fill("acme"));
+    expect(handler.stats()).toMatchObject({ metered: 3, missingSubject: 0 });
+    expect(warnings).toEqual([
+      "the subject from resolveSubject was refused: it is empty",
+      "the subject from resolveSubject was refused: it contains control characters",
+    ]);
+  });
+});
+
 describe("metadata values", () => {
   it("a circular object is left out, the flat values beside it travel, nothing throws", () => {
     const { sink, run } = setup();
