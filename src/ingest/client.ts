@@ -109,7 +109,6 @@ export class IngestClient implements EventSink {
       apiKey: this.#opts.apiKey,
       timeoutMs: this.#opts.timeoutMs,
       connections: this.#opts.maxConcurrency,
-      maxRetryAfterMs: this.#opts.retry.maxDelayMs,
     });
     this.#spool = this.#opts.spoolDir === undefined ? undefined : new Spool(this.#opts.spoolDir);
     this.#unregister = registerExitHooks(this.#exitParticipant, {

@@ -1,10 +1,16 @@
 import type { RetryOptions } from "./options";
 
 /**
+ * The longest a server's Retry-After is waited out. The server's word beats our backoff (retrying
+ * sooner only spends attempts), but one misconfigured header must not park delivery for hours.
+ */
+export const MAX_RETRY_AFTER_MS = 5 * 60_000;
+
+/**
  * Retry-After as milliseconds to wait, from delta-seconds or an HTTP date, capped at `maxMs`.
  * Undefined when absent or unreadable, so the normal backoff applies.
  */
-export function parseRetryAfter(value: string | string[] | undefined, maxMs: number, now = Date.now()): number | undefined {
+export function parseRetryAfter(value: string | string[] | undefined, maxMs = MAX_RETRY_AFTER_MS, now = Date.now()): number | undefined {
   const raw = Array.isArray(value) ? value[0] : value;
   if (raw === undefined) return undefined;
   const text = raw.trim();
@@ -32,7 +38,10 @@ export function backoffDelay(attempt: number, retry: RetryOptions, random = Math
   return Math.round(exp / 2 + (random() * exp) / 2);
 }
 
-/** The wait before the next attempt: the server's Retry-After when it gave one, else the backoff. */
+/**
+ * The wait before the next attempt: the server's Retry-After when it gave one (already capped at
+ * MAX_RETRY_AFTER_MS, and not at `maxDelayMs`, which bounds only our own backoff), else the backoff.
+ */
 export function retryDelay(attempt: number, retry: RetryOptions, retryAfterMs: number | undefined): number {
-  return retryAfterMs !== undefined ? Math.min(retryAfterMs, retry.maxDelayMs) : backoffDelay(attempt, retry);
+  return retryAfterMs ?? backoffDelay(attempt, retry);
 }

@@ -14,8 +14,6 @@ export interface TransportOptions {
   apiKey?: string | undefined;
   timeoutMs: number;
   connections: number;
-  /** Retry-After values are capped at this. */
-  maxRetryAfterMs: number;
 }
 
 /** Replaces every occurrence of the secret; servers and proxies sometimes echo headers back. */
@@ -86,7 +84,7 @@ export class Transport {
     const shownDetail = detail === undefined ? undefined : this.#redact(detail);
     const suffix = shownDetail ? `: ${shownDetail}` : "";
     if (status === 408 || status === 429 || (status >= 500 && status < 600)) {
-      const retryAfterMs = parseRetryAfter(res.headers["retry-after"], this.options.maxRetryAfterMs);
+      const retryAfterMs = parseRetryAfter(res.headers["retry-after"]);
       throw new TransientError(`${this.#shownUrl} answered ${status}${suffix}`, status, shownDetail, retryAfterMs);
     }
     throw new PermanentError(this.#permanentMessage(status, res.headers.location) + suffix, status, shownDetail);

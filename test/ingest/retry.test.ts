@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { backoffDelay, parseRetryAfter, retryDelay } from "../../src/ingest/retry";
+import { backoffDelay, MAX_RETRY_AFTER_MS, parseRetryAfter, retryDelay } from "../../src/ingest/retry";
 
 const retry = { retries: 10, minDelayMs: 200, maxDelayMs: 30_000 };
 
@@ -15,9 +15,11 @@ describe("Retry-After", () => {
   it("treats a date in the past as now", () => {
     expect(parseRetryAfter("Tue, 05 May 2026 15:00:00 GMT", 30_000, now)).toBe(0);
   });
-  it("caps at the maximum delay", () => {
+  it("caps at the maximum delay, five minutes unless told otherwise", () => {
     expect(parseRetryAfter("3600", 30_000, now)).toBe(30_000);
     expect(parseRetryAfter("Wed, 06 May 2026 15:26:47 GMT", 30_000, now)).toBe(30_000);
+    expect(parseRetryAfter("3600", undefined, now)).toBe(MAX_RETRY_AFTER_MS);
+    expect(MAX_RETRY_AFTER_MS).toBe(300_000);
   });
   it("ignores what it cannot read", () => {
     expect(parseRetryAfter(undefined, 30_000, now)).toBeUndefined();
@@ -35,8 +37,9 @@ describe("backoff", () => {
     expect(backoffDelay(30, retry, () => 1)).toBe(30_000);
     expect(backoffDelay(30, retry, () => 0)).toBe(15_000);
   });
-  it("prefers Retry-After, capped at maxDelayMs", () => {
+  it("prefers Retry-After, even beyond maxDelayMs (which bounds only the backoff)", () => {
     expect(retryDelay(1, retry, 5000)).toBe(5000);
-    expect(retryDelay(1, { ...retry, maxDelayMs: 1000 }, 5000)).toBe(1000);
+    expect(retryDelay(1, { ...retry, maxDelayMs: 1000 }, 120_000)).toBe(120_000);
+    expect(retryDelay(1, { ...retry, maxDelayMs: 1000 }, undefined)).toBeLessThanOrEqual(200);
   });
 });

@@ -224,11 +224,12 @@ describe("statuses that are retried", () => {
     expect(server.requests[1]!.at - server.requests[0]!.at).toBeGreaterThanOrEqual(950);
   });
 
-  it("caps Retry-After at retry.maxDelayMs", async () => {
-    const { server, client } = await setup(failFirst(1, 503, { "retry-after": "3600" }), { retry: { retries: 3, minDelayMs: 1, maxDelayMs: 50 } });
+  it("honours a Retry-After longer than retry.maxDelayMs (which bounds only the backoff)", async () => {
+    const { server, client } = await setup(failFirst(1, 503, { "retry-after": "1" }), { retry: { retries: 3, minDelayMs: 1, maxDelayMs: 50 } });
     client.enqueue(makeEvents(1));
     await client.flush();
     expect(server.requests).toHaveLength(2);
+    expect(server.requests[1]!.at - server.requests[0]!.at).toBeGreaterThanOrEqual(950);
     expect(client.stats().sent).toBe(1);
   });
 
