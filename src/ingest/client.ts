@@ -642,7 +642,7 @@ export class IngestClient implements EventSink {
       const tasks: Promise<void>[] = [];
       const failuresBefore = this.#spoolWriteFailures;
       try {
-        const result = await spool.read(file, this.#opts.maxBatchSize, async (batch) => {
+        const onBatch = async (batch: CloudEvent[]) => {
           this.#stats.replayed += batch.length;
           if (this.#closed) {
             await this.#toSpool(batch); // shutting down: hand the rest back to the spool file
@@ -650,8 +650,16 @@ export class IngestClient implements EventSink {
           }
           await this.#acquireSlot();
           tasks.push(this.#startTask(batch));
-        });
-        await Promise.allSettled(tasks);
+        };
+        const result = { events: 0, skipped: 0, offset: 0 };
+        // Until the file stops growing: a writer that opened it before the claim may add lines while these are sent.
+        do {
+          const part = await spool.read(file, this.#opts.maxBatchSize, onBatch, result.offset);
+          result.events += part.events;
+          result.skipped += part.skipped;
+          result.offset = part.offset;
+          await Promise.allSettled(tasks);
+        } while ((await spool.size(file)) > result.offset);
         await Promise.allSettled([...this.#spoolWrites]);
         if (this.#spoolWriteFailures !== failuresBefore) {
           // Some events could not be re-spooled: keep the file (ids make a second replay safe).

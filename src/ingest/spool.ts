@@ -23,7 +23,12 @@ export interface ReadResult {
   events: number;
   /** Lines that were not JSON objects: torn by a crash mid-write, or corrupted. */
   skipped: number;
+  /** Bytes read: where to go on if the file grows (a late writer). */
+  offset: number;
 }
+
+/** Files this process has claimed, whichever client's Spool claimed them (several may share a directory). */
+const claimedHere = new Set<string>();
 
 /**
  * A durable, append-only JSONL file of events that could not be delivered. Safe for several processes:
@@ -32,7 +37,6 @@ export interface ReadResult {
  */
 export class Spool {
   readonly file: string;
-  readonly #claimed = new Set<string>();
   #dirReady: Promise<unknown> | undefined;
   #seq = 0;
 
@@ -45,17 +49,29 @@ export class Spool {
     if (events.length === 0) return;
     // The leading newline ends a line torn by a writer that crashed mid-write, so it cannot swallow ours.
     const buf = Buffer.from(`\n${events.map((e) => JSON.stringify(e)).join("\n")}\n`, "utf8");
-    this.#dirReady ??= mkdir(this.dir, { recursive: true }).catch((error: unknown) => {
-      this.#dirReady = undefined;
-      throw error;
-    });
-    await this.#dirReady;
-    const handle = await open(this.file, "a", 0o600);
+    const handle = await this.#openForAppend();
     try {
       const { bytesWritten } = await handle.write(buf, 0, buf.length);
       if (bytesWritten !== buf.length) throw new Error(`short write to ${this.file} (${bytesWritten} of ${buf.length} bytes)`);
     } finally {
       await handle.close();
+    }
+  }
+
+  async #openForAppend() {
+    for (let attempt = 0; ; attempt++) {
+      this.#dirReady ??= mkdir(this.dir, { recursive: true }).catch((error: unknown) => {
+        this.#dirReady = undefined;
+        throw error;
+      });
+      await this.#dirReady;
+      try {
+        return await open(this.file, "a", 0o600);
+      } catch (error) {
+        // The directory went away since it was made (a tmp cleaner, a redeploy): make it again, once.
+        if (code(error) !== "ENOENT" || attempt > 0) throw error;
+        this.#dirReady = undefined;
+      }
     }
   }
 
@@ -72,9 +88,9 @@ export class Spool {
 
   #isStaleClaim(name: string): boolean {
     const match = CLAIMED.exec(name);
-    if (!match || this.#claimed.has(join(this.dir, name))) return false;
+    if (!match || claimedHere.has(join(this.dir, name))) return false;
     const pid = Number(match[1]);
-    // Our own pid on a file we did not claim means a previous process with the same pid (containers).
+    // Our own pid on a file this process did not claim means a previous process with the same pid (containers).
     return pid === process.pid || !isAlive(pid);
   }
 
@@ -103,7 +119,7 @@ export class Spool {
         throw error;
       }
       if (name === SPOOL_FILE) waitForWriters = true;
-      this.#claimed.add(target);
+      claimedHere.add(target);
       claimed.push(target);
     }
     if (waitForWriters) await new Promise((resolve) => setTimeout(resolve, CLAIM_GRACE_MS));
@@ -111,15 +127,16 @@ export class Spool {
   }
 
   /**
-   * Streams a claimed file in batches; `onBatch` is awaited (backpressure). Blank lines are ignored,
-   * unreadable lines skipped and counted. Reads again if the file grew while being read.
+   * Streams a claimed file from `from` (a byte offset) in batches; `onBatch` is awaited (backpressure).
+   * Blank lines are ignored, unreadable lines skipped and counted. Reads again if the file grew while
+   * being read. Lines are split as bytes and decoded whole, so a character is never cut in two.
    */
-  async read(path: string, batchSize: number, onBatch: (events: CloudEvent[]) => Promise<void>): Promise<ReadResult> {
-    const result: ReadResult = { events: 0, skipped: 0 };
+  async read(path: string, batchSize: number, onBatch: (events: CloudEvent[]) => Promise<void>, from = 0): Promise<ReadResult> {
+    const result: ReadResult = { events: 0, skipped: 0, offset: from };
     let batch: CloudEvent[] = [];
-    let rest = "";
-    let offset = 0;
-    const take = async (line: string) => {
+    let rest: Buffer = Buffer.alloc(0);
+    const take = async (bytes: Buffer) => {
+      const line = bytes.toString("utf8");
       if (line.trim() === "") return;
       let value: unknown;
       try {
@@ -141,16 +158,18 @@ export class Spool {
       }
     };
     for (;;) {
-      const size = (await stat(path)).size;
-      if (size <= offset) break;
-      const stream = createReadStream(path, { start: offset, end: size - 1, encoding: "utf8" });
-      for await (const chunk of stream) {
-        const text = rest + (chunk as string);
-        const lines = text.split("\n");
-        rest = lines.pop() ?? "";
-        for (const line of lines) await take(line);
+      const size = await this.size(path);
+      if (size <= result.offset) break;
+      for await (const chunk of createReadStream(path, { start: result.offset, end: size - 1 })) {
+        const data = rest.length > 0 ? Buffer.concat([rest, chunk as Buffer]) : (chunk as Buffer);
+        let start = 0;
+        for (let newline = data.indexOf(0x0a); newline !== -1; newline = data.indexOf(0x0a, start)) {
+          await take(data.subarray(start, newline));
+          start = newline + 1;
+        }
+        rest = data.subarray(start);
       }
-      offset = size;
+      result.offset = size;
     }
     // A last line without newline: whole if it parses, torn otherwise.
     await take(rest);
@@ -164,12 +183,17 @@ export class Spool {
     } catch (error) {
       if (code(error) !== "ENOENT") throw error;
     } finally {
-      this.#claimed.delete(path);
+      claimedHere.delete(path);
     }
   }
 
   /** Gives a claimed file back to the spool when it cannot be processed now (e.g. read error). */
   release(path: string): void {
-    this.#claimed.delete(path);
+    claimedHere.delete(path);
+  }
+
+  /** The size of a claimed file now: a writer that opened it before the claim may still have added to it. */
+  async size(path: string): Promise<number> {
+    return (await stat(path)).size;
   }
 }

@@ -1,9 +1,10 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawnSync } from "node:child_process";
 import { afterEach, describe, expect, it } from "vitest";
 import { IngestClient } from "langchain-openmeter";
+import { Spool } from "../../src/ingest/spool";
 import { bodyIds, makeEvents, recorder, startPlainServer } from "./helpers";
 
 const cleanup: Array<() => Promise<unknown> | void> = [];
@@ -215,5 +216,79 @@ describe("spool", () => {
     expect(state.accepted.sort()).toEqual(orphan.map((e) => e.id).sort());
     expect(existsSync(liveClaim)).toBe(true);
     void server;
+  });
+  it("two clients of one process sharing spoolDir: a claim under way is not taken again by the other", async () => {
+    const dir = tempDir();
+    const events = makeEvents(60);
+    writeFileSync(join(dir, "events.jsonl"), events.map((e) => JSON.stringify(e)).join("\n") + "\n");
+    const state = { accepted: [] as string[] };
+    // A slow endpoint with no de-duplication: a second replay of the same file would double-bill.
+    const server = await startPlainServer((_req, res, body) => {
+      state.accepted.push(...bodyIds(body));
+      setTimeout(() => res.writeHead(204).end(), 100);
+    });
+    cleanup.push(() => server.close());
+    const a = client(server.url, dir, { maxBatchSize: 10, maxConcurrency: 1 });
+    await until(() => state.accepted.length >= 10); // a's replay is under way
+    const b = client(server.url, dir, { maxBatchSize: 10, maxConcurrency: 1 });
+    await b.client.replaySpool();
+    await until(() => state.accepted.length >= 60);
+    await Promise.all([a.client.shutdown(), b.client.shutdown()]);
+    expect(state.accepted.sort()).toEqual(events.map((e) => e.id).sort());
+    expect([...a.rec.errors, ...b.rec.errors]).toEqual([]);
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it("a writer that opened the file before the claim and writes while its events are sent: the late lines are delivered, not deleted", async () => {
+    const dir = tempDir();
+    const early = makeEvents(3);
+    const late = makeEvents(2);
+    writeFileSync(join(dir, "events.jsonl"), "\n" + early.map((e) => JSON.stringify(e)).join("\n") + "\n");
+    const state = { accepted: [] as string[] };
+    const server = await startPlainServer((_req, res, body) => {
+      state.accepted.push(...bodyIds(body));
+      setTimeout(() => res.writeHead(204).end(), 300); // delivery outlasts the claim's grace
+    });
+    cleanup.push(() => server.close());
+    const fd = openSync(join(dir, "events.jsonl"), "a"); // another process's writer, opened before the claim
+    const { client: c } = client(server.url, dir);
+    await until(() => state.accepted.length >= 3); // claimed, read, and being delivered
+    writeSync(fd, "\n" + late.map((e) => JSON.stringify(e)).join("\n") + "\n");
+    closeSync(fd);
+    await until(() => state.accepted.length >= 5);
+    await c.shutdown();
+    expect(state.accepted.sort()).toEqual([...early, ...late].map((e) => e.id).sort());
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it("a spool directory removed while running (a tmp cleaner) is made again, nothing dropped", async () => {
+    const dir = join(tempDir(), "spool");
+    const { server } = await switchable(false);
+    const { client: c, rec } = client(server.url, dir, { retry: { retries: 0, minDelayMs: 1, maxDelayMs: 1 } });
+    c.enqueue(makeEvents(2));
+    await c.flush();
+    expect(spoolLines(dir)).toHaveLength(2);
+    rmSync(dir, { recursive: true, force: true });
+    c.enqueue(makeEvents(3));
+    await c.flush();
+    expect(c.stats()).toMatchObject({ spooled: 5, dropped: 0 });
+    expect(spoolLines(dir)).toHaveLength(3);
+    expect(rec.errors.filter((e) => e.kind === "spool")).toEqual([]);
+  });
+
+  it("a line whose bytes straddle two reads (a write seen half done) keeps every character", async () => {
+    const dir = tempDir();
+    const file = join(dir, "x.replaying");
+    const [a, b] = makeEvents(2).map((e) => ({ ...e, subject: "café-münchen" }));
+    const second = Buffer.from(JSON.stringify(b) + "\n");
+    const cut = second.indexOf(Buffer.from("é")) + 1; // inside the two bytes of "é"
+    writeFileSync(file, Buffer.concat([Buffer.from(JSON.stringify(a) + "\n"), second.subarray(0, cut)]));
+    const subjects: string[] = [];
+    const result = await new Spool(dir).read(file, 1, async (batch) => {
+      subjects.push(...batch.map((e) => e.subject!));
+      if (subjects.length === 1) appendFileSync(file, second.subarray(cut)); // the rest of the write lands
+    });
+    expect(subjects).toEqual(["café-münchen", "café-münchen"]);
+    expect(result).toMatchObject({ events: 2, skipped: 0 });
   });
 });
