@@ -1,24 +1,23 @@
+// The endpoint is described with msw handlers, served over a real loopback socket by startMswEndpoint (msw cannot see undici's Pool).
 import { inspect } from "node:util";
-import { http, HttpResponse } from "msw";
-import { setupServer } from "msw/node";
+import { delay, http, HttpResponse, type HttpResponseResolver, type RequestHandler } from "msw";
 import { afterEach, describe, expect, it } from "vitest";
 import { IngestClient, IngestError } from "langchain-openmeter";
-import { bodyIds, fastRetry, makeEvents, recorder, startPlainServer } from "./helpers";
+import { startMswEndpoint } from "../support/msw-endpoint";
+import { bodyIds, fastRetry, makeEvents, recorder, startPlainServer, type SeenRequest } from "./helpers";
 
-// msw cannot see these requests: it patches fetch and http.request, undici's Pool opens its own
-// sockets. So every request test here runs against a real node:http server on 127.0.0.1.
-
-type Server = Awaited<ReturnType<typeof startPlainServer>>;
+type Server = { url: string; requests: SeenRequest[]; close(): Promise<void> };
 const cleanup: Array<() => Promise<unknown>> = [];
 afterEach(async () => {
   while (cleanup.length) await cleanup.pop()!();
 });
 
 async function setup(
-  handler: Parameters<typeof startPlainServer>[0],
+  handler: RequestHandler | Parameters<typeof startPlainServer>[0],
   options: Record<string, unknown> = {},
 ): Promise<{ server: Server; client: IngestClient; rec: ReturnType<typeof recorder> }> {
-  const server = await startPlainServer(handler);
+  // An msw handler, or (for socket-level facts msw cannot express) a plain node:http responder.
+  const server = typeof handler === "function" ? await startPlainServer(handler) : await startMswEndpoint(handler);
   const rec = recorder();
   const client = new IngestClient({
     url: server.url,
@@ -32,38 +31,28 @@ async function setup(
   return { server, client, rec };
 }
 
-const answer = (status: number, body?: string, headers: Record<string, string> = {}) =>
-  ((_req, res) => {
-    res.writeHead(status, headers);
-    res.end(body);
-  }) as Parameters<typeof startPlainServer>[0];
+/** POST …/api/v1/events, answered by `resolver`. */
+const onEvents = (resolver: HttpResponseResolver) => http.post("*/api/v1/events", resolver);
 
-/** Fails the first `n` requests with `status`, then answers 204. */
-const failFirst = (n: number, status: number, headers: Record<string, string> = {}) =>
-  ((_req, res, _body, i) => {
-    if (i < n) res.writeHead(status, headers).end();
-    else res.writeHead(204).end();
-  }) as Parameters<typeof startPlainServer>[0];
+const noContent = () => new HttpResponse(null, { status: 204 });
+const ok = onEvents(noContent);
 
-describe("why a real server", () => {
-  it("msw does not intercept undici's Pool, so these tests use a loopback node:http server", async () => {
-    const { server, client } = await setup(answer(204));
-    const mock = setupServer(http.post(server.url, () => new HttpResponse(null, { status: 418 })));
-    mock.listen({ onUnhandledRequest: "bypass" });
-    try {
-      client.enqueue(makeEvents(1));
-      await client.flush();
-    } finally {
-      mock.close();
-    }
-    expect(server.requests).toHaveLength(1);
-    expect(client.stats().sent).toBe(1);
-  });
-});
+/** An RFC 9457 problem+json answer. */
+const problemJson = (status: number, problem: Record<string, unknown>, headers: Record<string, string> = {}) =>
+  HttpResponse.json(problem, { status, headers: { "content-type": "application/problem+json", ...headers } });
+
+/** Answers the first `n` requests with `fail()`, then 204. */
+const failFirst = (n: number, fail: () => Response) => {
+  let seen = 0;
+  return onEvents(() => (seen++ < n ? fail() : noContent()));
+};
+
+/** A Retry-After HTTP date `ms` from now (whole seconds, so the wait is up to 1 s shorter). */
+const retryAtDate = (ms: number) => new Date(Date.now() + ms).toUTCString();
 
 describe("request format", () => {
   it("POSTs a JSON array with the exact Content-Type and a Bearer token", async () => {
-    const { server, client } = await setup(answer(204), { apiKey: "om_test_key" });
+    const { server, client } = await setup(ok, { apiKey: "om_test_key" });
     const events = makeEvents(3);
     client.enqueue(events);
     await client.flush();
@@ -77,7 +66,7 @@ describe("request format", () => {
   });
 
   it("keeps the url's query and omits Authorization when there is no apiKey", async () => {
-    const server = await startPlainServer(answer(204));
+    const server = await startMswEndpoint(ok);
     const client = new IngestClient({ url: `${server.url}?tenant=a`, flushOnExit: false });
     cleanup.push(() => server.close(), () => client.shutdown());
     client.enqueue(makeEvents(1)[0]!);
@@ -87,6 +76,7 @@ describe("request format", () => {
   });
 
   it("reuses one keep-alive connection for consecutive batches", async () => {
+    // The client's socket port is not visible to an msw handler: a plain node:http responder.
     const ports = new Set<number>();
     const { server, client } = await setup((req, res) => {
       ports.add(req.socket.remotePort!);
@@ -100,9 +90,11 @@ describe("request format", () => {
 });
 
 describe("success", () => {
+  // The 200 carries an HTML body but no Content-Type (bytes, so no text/plain default either): only
+  // a text/html Content-Type makes the client refuse a 2xx (test/hardening/delivery.test.ts).
   for (const [status, body] of [[204, undefined], [202, undefined], [200, "<html><body>ok from a proxy</body></html>"]] as const) {
     it(`treats ${status} as delivered`, async () => {
-      const { client, rec } = await setup(answer(status, body));
+      const { client, rec } = await setup(onEvents(() => new HttpResponse(body === undefined ? null : new TextEncoder().encode(body), { status })));
       client.enqueue(makeEvents(2));
       await client.flush();
       expect(client.stats()).toMatchObject({ sent: 2, batches: 1, failed: 0, retries: 0 });
@@ -125,8 +117,8 @@ describe("statuses that are not retried", () => {
   ];
   for (const [status, hint] of cases) {
     it(`${status}: one request, one onError with status, detail and events`, async () => {
-      const problem = JSON.stringify({ type: "about:blank", title: "Nope", status, detail: `problem ${status}` });
-      const { server, client, rec } = await setup(answer(status, problem, { "content-type": "application/problem+json" }));
+      const problem = { type: "about:blank", title: "Nope", status, detail: `problem ${status}` };
+      const { server, client, rec } = await setup(onEvents(() => problemJson(status, problem)));
       const events = makeEvents(1);
       client.enqueue(events);
       await client.flush();
@@ -145,7 +137,9 @@ describe("statuses that are not retried", () => {
   }
 
   it("does not follow redirects: reports a url problem", async () => {
-    const { server, client, rec } = await setup(answer(301, "", { location: "https://elsewhere.example/api/v1/events" }));
+    const { server, client, rec } = await setup(
+      onEvents(() => new HttpResponse(null, { status: 301, headers: { location: "https://elsewhere.example/api/v1/events" } })),
+    );
     client.enqueue(makeEvents(1));
     await client.flush();
     expect(server.requests).toHaveLength(1);
@@ -155,7 +149,7 @@ describe("statuses that are not retried", () => {
 
   it("takes a short snippet of a non-JSON body (an HTML page from a proxy)", async () => {
     const html = `<!doctype html><html><head><title>400 Bad Request</title><style>b{}</style></head><body><h1>Bad   Request</h1><p>${"x".repeat(1000)}</p></body></html>`;
-    const { client, rec } = await setup(answer(400, html, { "content-type": "text/html" }));
+    const { client, rec } = await setup(onEvents(() => HttpResponse.html(html, { status: 400 })));
     client.enqueue(makeEvents(1));
     await client.flush();
     const detail = rec.errors[0]!.detail!;
@@ -165,21 +159,23 @@ describe("statuses that are not retried", () => {
   });
 
   it("reads plain text and application/json bodies", async () => {
-    const { client, rec } = await setup((_req, res, _b, i) => {
-      if (i === 0) res.writeHead(400, { "content-type": "text/plain" }).end("  bad\n event  ");
-      else res.writeHead(400, { "content-type": "application/json" }).end(JSON.stringify({ message: "bad json" }));
-    }, { maxBatchSize: 1, maxConcurrency: 1 });
+    let i = 0;
+    const { client, rec } = await setup(
+      onEvents(() => (i++ === 0 ? HttpResponse.text("  bad\n event  ", { status: 400 }) : HttpResponse.json({ message: "bad json" }, { status: 400 }))),
+      { maxBatchSize: 1, maxConcurrency: 1 },
+    );
     client.enqueue(makeEvents(2));
     await client.flush();
     expect(rec.errors.map((e) => e.detail)).toEqual(["bad event", "bad json"]);
   });
 
   it("413 splits the batch in halves until the parts fit, then gives up on single events only", async () => {
-    const { server, client, rec } = await setup((_req, res, body) => {
-      const ids = bodyIds(body);
-      if (ids.length > 2 || ids.some((id) => id.endsWith("-4"))) res.writeHead(413).end();
-      else res.writeHead(204).end();
-    });
+    const { server, client, rec } = await setup(
+      onEvents(async ({ request }) => {
+        const ids = bodyIds(await request.text());
+        return ids.length > 2 || ids.some((id) => id.endsWith("-4")) ? new HttpResponse(null, { status: 413 }) : noContent();
+      }),
+    );
     const events = makeEvents(7);
     client.enqueue(events);
     await client.flush();
@@ -194,7 +190,7 @@ describe("statuses that are not retried", () => {
 describe("statuses that are retried", () => {
   for (const status of [408, 429, 500, 502, 503, 504]) {
     it(`${status} is retried and the batch delivered`, async () => {
-      const { server, client, rec } = await setup(failFirst(2, status));
+      const { server, client, rec } = await setup(failFirst(2, () => new HttpResponse(null, { status })));
       client.enqueue(makeEvents(2));
       await client.flush();
       expect(server.requests).toHaveLength(3);
@@ -205,7 +201,9 @@ describe("statuses that are retried", () => {
   }
 
   it("honours Retry-After in seconds", async () => {
-    const { server, client } = await setup(failFirst(1, 429, { "retry-after": "1" }), { retry: { retries: 3, minDelayMs: 1, maxDelayMs: 5000 } });
+    const { server, client } = await setup(failFirst(1, () => new HttpResponse(null, { status: 429, headers: { "retry-after": "1" } })), {
+      retry: { retries: 3, minDelayMs: 1, maxDelayMs: 5000 },
+    });
     client.enqueue(makeEvents(1));
     await client.flush();
     expect(server.requests).toHaveLength(2);
@@ -213,10 +211,9 @@ describe("statuses that are retried", () => {
   });
 
   it("honours Retry-After as an HTTP date", async () => {
-    const { server, client } = await setup((_req, res, _b, i) => {
-      if (i === 0) res.writeHead(503, { "retry-after": new Date(Date.now() + 2000).toUTCString() }).end();
-      else res.writeHead(204).end();
-    }, { retry: { retries: 3, minDelayMs: 1, maxDelayMs: 5000 } });
+    const { server, client } = await setup(failFirst(1, () => new HttpResponse(null, { status: 503, headers: { "retry-after": retryAtDate(2000) } })), {
+      retry: { retries: 3, minDelayMs: 1, maxDelayMs: 5000 },
+    });
     client.enqueue(makeEvents(1));
     await client.flush();
     expect(server.requests).toHaveLength(2);
@@ -225,7 +222,9 @@ describe("statuses that are retried", () => {
   });
 
   it("honours a Retry-After longer than retry.maxDelayMs (which bounds only the backoff)", async () => {
-    const { server, client } = await setup(failFirst(1, 503, { "retry-after": "1" }), { retry: { retries: 3, minDelayMs: 1, maxDelayMs: 50 } });
+    const { server, client } = await setup(failFirst(1, () => new HttpResponse(null, { status: 503, headers: { "retry-after": "1" } })), {
+      retry: { retries: 3, minDelayMs: 1, maxDelayMs: 50 },
+    });
     client.enqueue(makeEvents(1));
     await client.flush();
     expect(server.requests).toHaveLength(2);
@@ -233,8 +232,22 @@ describe("statuses that are retried", () => {
     expect(client.stats().sent).toBe(1);
   });
 
+  it("honours a 429 whose Retry-After is an HTTP date and whose body is problem+json, with no report", async () => {
+    const { server, client, rec } = await setup(
+      failFirst(1, () => problemJson(429, { type: "about:blank", title: "Too Many Requests", status: 429, detail: "rate limited" }, { "retry-after": retryAtDate(2000) })),
+      { retry: { retries: 3, minDelayMs: 1, maxDelayMs: 50 } },
+    );
+    client.enqueue(makeEvents(1));
+    await client.flush();
+    expect(server.requests).toHaveLength(2);
+    // HTTP dates have whole seconds: the wait is between 1 and 2 s, far above maxDelayMs.
+    expect(server.requests[1]!.at - server.requests[0]!.at).toBeGreaterThanOrEqual(950);
+    expect(client.stats()).toMatchObject({ sent: 1, retries: 1, failed: 0 });
+    expect(rec.errors).toEqual([]);
+  });
+
   it("reports once with the last status when retries run out and there is no spool", async () => {
-    const { server, client, rec } = await setup(answer(503, JSON.stringify({ detail: "maintenance" }), { "content-type": "application/problem+json" }), {
+    const { server, client, rec } = await setup(onEvents(() => problemJson(503, { detail: "maintenance" })), {
       retry: { retries: 3, minDelayMs: 1, maxDelayMs: 5 },
     });
     const events = makeEvents(2);
@@ -247,8 +260,20 @@ describe("statuses that are retried", () => {
     expect(client.stats()).toMatchObject({ failed: 2, retries: 3, sent: 0 });
   });
 
+  it("retries a network error (HttpResponse.error(): the connection is reset) and then delivers", async () => {
+    const { server, client, rec } = await setup(failFirst(1, () => HttpResponse.error()));
+    const batch = makeEvents(2);
+    client.enqueue(batch);
+    await client.flush();
+    expect(server.requests).toHaveLength(2);
+    expect(server.requests[0]!.body).toBe(server.requests[1]!.body); // same events, same ids
+    expect(client.stats()).toMatchObject({ sent: 2, retries: 1, failed: 0 });
+    expect(rec.errors).toEqual([]);
+    expect(rec.warnings.join("\n")).toMatch(/network error sending to .*ECONNRESET/);
+  });
+
   it("retries network errors (connection refused)", async () => {
-    const server = await startPlainServer(answer(204));
+    const server = await startMswEndpoint(ok);
     await server.close();
     const rec = recorder();
     const client = new IngestClient({ url: server.url, retry: { retries: 2, minDelayMs: 1, maxDelayMs: 5 }, flushOnExit: false, logger: rec.logger, onError: rec.onError });
@@ -261,10 +286,14 @@ describe("statuses that are retried", () => {
   });
 
   it("times out a server that never answers (timeoutMs), and retries", async () => {
-    const { server, client, rec } = await setup((_req, res, _b, i) => {
-      if (i === 0) return; // hang
-      res.writeHead(204).end();
-    }, { timeoutMs: 200 });
+    let i = 0;
+    const { server, client, rec } = await setup(
+      onEvents(async () => {
+        if (i++ === 0) await delay("infinite"); // hang
+        return noContent();
+      }),
+      { timeoutMs: 200 },
+    );
     client.enqueue(makeEvents(1));
     await client.flush();
     expect(server.requests).toHaveLength(2);
@@ -275,7 +304,7 @@ describe("statuses that are retried", () => {
 
 describe("events and secrets", () => {
   it("leaves invalid events out of the batch with one report, and sends the rest", async () => {
-    const { server, client, rec } = await setup(answer(204));
+    const { server, client, rec } = await setup(ok);
     const [a, b, c] = makeEvents(3);
     const bad1 = { ...b!, subject: "" };
     const bad2 = { ...c!, data: { n: 10n } };
@@ -291,11 +320,14 @@ describe("events and secrets", () => {
 
   it("never puts the apiKey in a message, detail, log line or error property, even when the server echoes it", async () => {
     const key = "om_sk_live_8f3a9d2c";
-    const { server, client, rec } = await setup((req, res, _b, i) => {
-      const echo = `header was ${req.headers.authorization}`;
-      if (i === 0) res.writeHead(503, { "content-type": "text/plain" }).end(echo);
-      else res.writeHead(401, { "content-type": "application/problem+json" }).end(JSON.stringify({ detail: echo }));
-    }, { apiKey: key, retry: { retries: 1, minDelayMs: 1, maxDelayMs: 5 } });
+    let i = 0;
+    const { server, client, rec } = await setup(
+      onEvents(({ request }) => {
+        const echo = `header was ${request.headers.get("authorization")}`;
+        return i++ === 0 ? HttpResponse.text(echo, { status: 503 }) : problemJson(401, { detail: echo });
+      }),
+      { apiKey: key, retry: { retries: 1, minDelayMs: 1, maxDelayMs: 5 } },
+    );
     client.enqueue(makeEvents(1));
     await client.flush();
     expect(server.requests[0]!.headers.authorization).toBe(`Bearer ${key}`);
