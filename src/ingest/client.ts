@@ -76,10 +76,18 @@ export class IngestClient implements EventSink {
   #outage = false;
 
   #replaying: Promise<number> | undefined;
+  /** Events were spooled that no replay has picked up yet. */
   #spoolDirty = false;
   #spoolWriteFailures = 0;
+  /** Retries the spool while nothing else would (an idle process after an outage); unref'd. */
+  #replayTimer: NodeJS.Timeout | undefined;
+  #replayBackoffMs = REPLAY_FIRST_DELAY_MS;
+  #exitReplayTried = false;
 
+  /** enqueue() refuses from here on (shutdown began). */
   #closed = false;
+  /** Delivery is over: a replay hands what it reads back to the spool file. */
+  #stopped = false;
   #shutdown: Promise<void> | undefined;
   /** Aborted when a flush deadline passes, to end requests under way. */
   #cutOff = new AbortController();
@@ -213,8 +221,11 @@ export class IngestClient implements EventSink {
     try {
       await this.#flushWithReplay();
     } finally {
+      this.#stopped = true;
       if (this.#timer) clearTimeout(this.#timer);
       this.#timer = undefined;
+      if (this.#replayTimer) clearTimeout(this.#replayTimer);
+      this.#replayTimer = undefined;
       this.#unregister();
       await this.#transport.close();
       this.#endDrain();
@@ -227,7 +238,12 @@ export class IngestClient implements EventSink {
    * Resolves with the number of events read (0 after shutdown). Never rejects.
    */
   replaySpool(): Promise<number> {
-    if (!this.#spool || this.#closed) return Promise.resolve(0);
+    if (this.#closed) return Promise.resolve(0);
+    return this.#replay();
+  }
+
+  #replay(): Promise<number> {
+    if (!this.#spool || this.#stopped) return Promise.resolve(0);
     // A pass already under way may have claimed before the latest events were spooled: run another after it.
     const previous = this.#replaying;
     const run = (previous ?? Promise.resolve(0)).then(() => this.#doReplay());
@@ -395,16 +411,20 @@ export class IngestClient implements EventSink {
   async #attempt(events: CloudEvent[], body: string): Promise<PermanentError | undefined> {
     try {
       await this.#sendWithRetry(body);
-      this.#stats.sent += events.length;
-      this.#stats.batches++;
-      this.#outage = false;
-      this.#afterSuccess();
+      this.#recordSent(events.length);
       return undefined;
     } catch (error) {
       if (error instanceof PermanentError) return error;
       await this.#spoolOrFail(events, error);
       return undefined;
     }
+  }
+
+  #recordSent(events: number): void {
+    this.#stats.sent += events;
+    this.#stats.batches++;
+    this.#outage = false;
+    this.#afterSuccess();
   }
 
   /**
@@ -530,18 +550,33 @@ export class IngestClient implements EventSink {
     if (this.#draining === 0) for (const sleep of this.#sleeps) sleep.timer.unref();
   }
 
-  /** Flushes, lets a replay under way finish, then flushes what it handed back. */
+  /**
+   * Flushes, lets a replay under way finish, gives what this process spooled one more replay (its
+   * first batch probes the endpoint, so a down endpoint costs one request), then flushes again.
+   */
   async #flushWithReplay(): Promise<void> {
     await this.flush();
     await this.#replaying?.catch(() => 0);
+    if (this.#spoolDirty) {
+      this.#spoolDirty = false;
+      await this.#replay();
+    }
     await this.flush();
   }
 
   #onBeforeExit(): void {
     if (this.#closed || this.#exitFlushing) return;
+    // Events spooled during this run get one try at exit (not more: a down endpoint would re-spool them, and loop).
+    const replayDue = this.#spoolDirty && !this.#exitReplayTried;
     const pending =
-      this.#queueDepth > 0 || this.#tasks.size > 0 || this.#overflow.length > 0 || this.#spoolWrites.size > 0 || this.#replaying !== undefined;
+      replayDue ||
+      this.#queueDepth > 0 ||
+      this.#tasks.size > 0 ||
+      this.#overflow.length > 0 ||
+      this.#spoolWrites.size > 0 ||
+      this.#replaying !== undefined;
     if (!pending) return;
+    if (replayDue) this.#exitReplayTried = true;
     this.#exitFlushing = true;
     this.#beginDrain();
     void this.#flushWithReplay().finally(() => {
@@ -553,8 +588,27 @@ export class IngestClient implements EventSink {
   #afterSuccess(): void {
     if (this.#spool && this.#spoolDirty && this.#replaying === undefined && !this.#closed) {
       this.#spoolDirty = false;
-      void this.replaySpool();
+      void this.#replay();
     }
+  }
+
+  /** Spooled events wait for a live success, the next start, or this timer, whichever comes first. */
+  #scheduleReplay(): void {
+    if (this.#replayTimer !== undefined || this.#closed || !this.#spool) return;
+    this.#replayTimer = setTimeout(() => {
+      this.#replayTimer = undefined;
+      if (this.#replaying !== undefined) return; // its end starts the next pass when needed
+      this.#spoolDirty = false;
+      void this.#replay();
+    }, this.#replayBackoffMs);
+    this.#replayTimer.unref();
+    this.#replayBackoffMs = Math.min(this.#replayBackoffMs * 2, REPLAY_MAX_DELAY_MS);
+  }
+
+  /** The spool could not be emptied now: keep it marked, and try again later. */
+  #replayLater(): void {
+    this.#spoolDirty = true;
+    this.#scheduleReplay();
   }
 
   // --- spool ----------------------------------------------------------------------------------
@@ -573,6 +627,7 @@ export class IngestClient implements EventSink {
         events,
         error,
       ),
+      true, // lost for good: a warning too, after "retrying (events are kept)"
     );
   }
 
@@ -585,7 +640,7 @@ export class IngestClient implements EventSink {
       .then(
         () => {
           this.#stats.spooled += events.length;
-          if (replaySoon) this.#spoolDirty = true;
+          if (replaySoon) this.#replayLater();
           this.#once.warnOnce("spooled", `events that could not be delivered now are kept in ${spool.file} and will be replayed`);
         },
         (error: unknown) => {
@@ -638,16 +693,24 @@ export class IngestClient implements EventSink {
     }
     let total = 0;
     let skipped = 0;
-    for (const file of files) {
+    for (const [index, file] of files.entries()) {
       const tasks: Promise<void>[] = [];
       const failuresBefore = this.#spoolWriteFailures;
+      let probed = false;
       try {
         const onBatch = async (batch: CloudEvent[]) => {
-          this.#stats.replayed += batch.length;
-          if (this.#closed) {
-            await this.#toSpool(batch); // shutting down: hand the rest back to the spool file
+          if (this.#stopped) {
+            this.#stats.replayed += batch.length;
+            await this.#toSpool(batch); // delivery is over: hand the rest back to the spool file
             return;
           }
+          if (!probed) {
+            // The first batch goes alone, once: if the endpoint is still down, the file stays as it is.
+            probed = true;
+            if (!(await this.#probe(batch))) throw new EndpointDown();
+            return;
+          }
+          this.#stats.replayed += batch.length;
           await this.#acquireSlot();
           tasks.push(this.#startTask(batch));
         };
@@ -672,14 +735,49 @@ export class IngestClient implements EventSink {
         skipped += result.skipped;
       } catch (error) {
         await Promise.allSettled(tasks);
-        spool.release(file);
+        // Endpoint down: this file and the ones after it wait for the next pass; else just this one.
+        for (const kept of error instanceof EndpointDown ? files.slice(index) : [file]) spool.release(kept);
+        if (error instanceof EndpointDown) {
+          this.#replayLater();
+          break;
+        }
         this.#report(this.#error("spool", `could not replay ${file}: ${(error as Error).message}; it is kept and retried later`, [], error), true);
       }
     }
     if (skipped > 0) {
       this.#logger.warn(`skipped ${skipped} unreadable line(s) while replaying the spool in ${spool.dir} (torn by a crash mid-write, or corrupted)`);
     }
+    if (total > 0) this.#replayBackoffMs = REPLAY_FIRST_DELAY_MS;
     return total;
+  }
+
+  /**
+   * Sends a replay's first batch in one request, without retries. False when the endpoint is still
+   * unreachable or failing (the batch stays in its file); true when it answered, whatever it said
+   * (a refusal is handled and reported as for any batch).
+   */
+  async #probe(batch: CloudEvent[]): Promise<boolean> {
+    await this.#acquireSlot();
+    try {
+      const { events, body } = this.#prepare(batch);
+      if (events.length === 0) return true;
+      try {
+        await this.#transport.send(body, this.#cutOff.signal);
+      } catch (error) {
+        if (!(error instanceof PermanentError)) {
+          this.#outage = true; // so the end of this pass does not start another at once
+          return false;
+        }
+        this.#stats.replayed += events.length;
+        await this.#narrow(events, body, error);
+        return true;
+      }
+      this.#stats.replayed += events.length;
+      this.#recordSent(events.length);
+      return true;
+    } finally {
+      this.#releaseSlot();
+    }
   }
 
   // --- reporting ------------------------------------------------------------------------------
@@ -709,6 +807,13 @@ export class IngestClient implements EventSink {
     }
   }
 }
+
+/** First wait before the spool is retried on a timer; doubled after each try, up to the maximum. */
+const REPLAY_FIRST_DELAY_MS = 5_000;
+const REPLAY_MAX_DELAY_MS = 5 * 60_000;
+
+/** A replay's probe found the endpoint still down. */
+class EndpointDown extends Error {}
 
 function halves<T>(items: T[]): [T[], T[]] {
   const mid = Math.ceil(items.length / 2);

@@ -55,8 +55,15 @@ export class Transport {
         // Refused before anything was sent (a header undici will not write): retrying cannot help.
         throw new PermanentError(this.#redact(`could not send to ${this.#shownUrl}: ${message}`), undefined, undefined);
       }
+      // Still retried (DNS and listeners come back), but a typo in the url looks just like this: say so.
+      const hint =
+        code === "ENOTFOUND" || code === "EAI_AGAIN"
+          ? " (check url: its host name does not resolve)"
+          : code === "ECONNREFUSED"
+            ? " (check url: nothing listens at that host and port)"
+            : "";
       throw new TransientError(
-        this.#redact(`network error sending to ${this.#shownUrl}: ${code ? `${code} ` : ""}${message}`),
+        this.#redact(`network error sending to ${this.#shownUrl}: ${code ? `${code} ` : ""}${message}${hint}`),
         undefined,
         undefined,
         undefined,

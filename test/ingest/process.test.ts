@@ -83,6 +83,16 @@ describe("in a real process", () => {
     expect(r.lines).toEqual([]); // no errors reported
   });
 
+  it("a script whose burst overflowed into the spool, and that simply ends, delivers the spooled events too", async () => {
+    const s = await server();
+    const dir = tempDir();
+    const r = run("client-process.ts", { URL: s.url, SPOOL: dir, MAX_QUEUE: "10", COUNT: "45", PREFIX: "burst", AFTER: "end" });
+    const { code } = await r.exited;
+    expect(code, r.stderr()).toBe(0);
+    expect(s.events.map((e) => e.id).sort()).toEqual(ids("burst", 45).sort());
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
   it("SIGKILL during an outage with a spool loses nothing: later processes replay it, even a dead replayer's claim", async () => {
     const s = await server();
     const dir = tempDir();
@@ -94,9 +104,11 @@ describe("in a real process", () => {
     a.child.kill("SIGKILL");
     expect((await a.exited).signal).toBe("SIGKILL");
 
-    // 2. A second process claims the spool to replay it while the endpoint is still down, and is killed mid-retry.
+    // 2. A second process claims the spool to replay it while the endpoint is still down (its probe
+    //    fails, so it keeps the claimed file for a later pass), and is killed.
     const b = run("client-process.ts", { URL: s.url, SPOOL: dir, COUNT: "0", PREFIX: "none", AFTER: "hold", RETRIES: "50", MIN_DELAY: "200", MAX_DELAY: "200" });
-    await until(() => readdirSync(dir).some((n) => n.endsWith(".replaying")) && (lastStats(b)?.replayed ?? 0) === 40, "the second process to claim the spool");
+    const probes = s.requests.length;
+    await until(() => readdirSync(dir).some((n) => n.startsWith(`events.${b.child.pid}.`)) && s.requests.length > probes, "the second process to claim the spool");
     b.child.kill("SIGKILL");
     await b.exited;
     expect(readdirSync(dir).some((n) => n.endsWith(".replaying"))).toBe(true);

@@ -58,6 +58,15 @@ const spoolLines = (dir: string) =>
     .split("\n")
     .filter((l) => l.trim() !== "");
 
+/** Ids in every file of the spool directory, the spool file and claimed files alike. */
+const allSpooledIds = (dir: string) =>
+  readdirSync(dir).flatMap((name) =>
+    readFileSync(join(dir, name), "utf8")
+      .split("\n")
+      .filter((l) => l.trim() !== "")
+      .map((l) => (JSON.parse(l) as { id: string }).id),
+  );
+
 describe("spool", () => {
   it("keeps events whose retries ran out, and replays them with their ids", async () => {
     const dir = tempDir();
@@ -179,7 +188,8 @@ describe("spool", () => {
     await until(() => server.requests.length >= 1);
     await c.shutdown(); // would hang past the test timeout if it waited for the 60 s backoff
     expect(c.stats()).toMatchObject({ spooled: 3, inFlight: 0 });
-    expect(spoolLines(dir)).toHaveLength(3);
+    // At shutdown the spool gets one more try; its probe fails, so the events stay in the (claimed) file.
+    expect(allSpooledIds(dir)).toHaveLength(3);
   });
 
   it("two clients replaying the same directory never send the same file twice", async () => {
@@ -290,5 +300,49 @@ describe("spool", () => {
     });
     expect(subjects).toEqual(["café-münchen", "café-münchen"]);
     expect(result).toMatchObject({ events: 2, skipped: 0 });
+  });
+  it("what overflowed into the spool while the endpoint was healthy is delivered at shutdown, not left on disk", async () => {
+    const dir = tempDir();
+    const { server, state } = await switchable();
+    const { client: c } = client(server.url, dir, { maxQueueSize: 100 });
+    const events = makeEvents(150);
+    c.enqueue(events); // a burst: 50 overflow into the spool
+    await c.shutdown();
+    expect(state.accepted.sort()).toEqual(events.map((e) => e.id).sort());
+    expect(c.stats()).toMatchObject({ spooled: 50, replayed: 50, sent: 150 });
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it("an idle process replays the spool by itself once the endpoint is back (no new traffic needed)", async () => {
+    const dir = tempDir();
+    const { server, state } = await switchable(false);
+    const { client: c } = client(server.url, dir, { retry: { retries: 0, minDelayMs: 1, maxDelayMs: 1 } });
+    const events = makeEvents(4);
+    c.enqueue(events);
+    await c.flush();
+    expect(c.stats().spooled).toBe(4);
+    state.up = true;
+    await until(() => state.accepted.length === 4, 15_000); // the replay timer's first try comes after 5 s
+    expect(state.accepted.sort()).toEqual(events.map((e) => e.id).sort());
+    await until(() => readdirSync(dir).length === 0);
+  }, 20_000);
+
+  it("a replay while the endpoint is still down costs one request and leaves the file as it is", async () => {
+    const dir = tempDir();
+    const events = makeEvents(30);
+    writeFileSync(join(dir, "events.jsonl"), events.map((e) => JSON.stringify(e)).join("\n") + "\n");
+    const { server, state } = await switchable(false);
+    const { client: c, rec } = client(server.url, dir, { maxBatchSize: 10, retry: { retries: 5, minDelayMs: 1, maxDelayMs: 1 } });
+    await until(() => server.requests.length >= 1); // the replay at construction probes
+    expect(await c.replaySpool()).toBe(0); // and so does one on demand
+    expect(server.requests).toHaveLength(2);
+    expect(c.stats()).toMatchObject({ replayed: 0, spooled: 0, retries: 0, sent: 0 });
+    expect(allSpooledIds(dir).sort()).toEqual(events.map((e) => e.id).sort()); // nothing copied, nothing lost
+    expect(rec.errors).toEqual([]);
+
+    state.up = true;
+    expect(await c.replaySpool()).toBe(30);
+    expect(state.accepted.sort()).toEqual(events.map((e) => e.id).sort());
+    expect(readdirSync(dir)).toEqual([]);
   });
 });

@@ -281,8 +281,10 @@ describe("statuses that are retried", () => {
     client.enqueue(makeEvents(1));
     await client.flush();
     expect(rec.errors[0]!.kind).toBe("retries-exhausted");
-    expect(rec.errors[0]!.message).toMatch(/ECONNREFUSED/);
+    expect(rec.errors[0]!.message).toMatch(/ECONNREFUSED .*\(check url: nothing listens at that host and port\)/);
     expect(client.stats().retries).toBe(2);
+    // Lost for good: besides onError, a warning follows the earlier "retrying (events are kept)".
+    expect(rec.warnings.at(-1)).toMatch(/1 event\(s\) not delivered after 2 retries/);
   });
 
   it("times out a server that never answers (timeoutMs), and retries", async () => {
