@@ -52,7 +52,14 @@ export function selectMetadata(
       onSkip?.({ key, reason: "the event sets a field of that name itself" });
       continue;
     }
-    const value = toDataValue(metadata[key]);
+    let value: DataValue | undefined;
+    try {
+      value = toDataValue(metadata[key]);
+    } catch (error) {
+      // A getter or proxy that throws costs its own key, not the call's billing.
+      onSkip?.({ key, reason: `reading it threw (${error instanceof Error ? error.message : String(error)})` });
+      continue;
+    }
     if (value === undefined) continue;
     if (typeof value === "string" && value.length > MAX_METADATA_STRING) {
       onSkip?.({ key, reason: `its string is longer than ${MAX_METADATA_STRING} characters` });

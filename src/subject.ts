@@ -14,7 +14,7 @@ export type SubjectCheck = { ok: true; subject: string } | { ok: false; reason: 
 
 /**
  * Normalises a subject candidate. Numbers are accepted (customer ids often are) as their decimal
- * form; strings are trimmed; control characters and over-long values are refused, since they would
+ * form; strings are trimmed; control and invisible characters and over-long values are refused, since they would
  * never match a customer's subject key on the billing side.
  */
 export function checkSubject(value: unknown): SubjectCheck | undefined {
@@ -29,7 +29,9 @@ export function checkSubject(value: unknown): SubjectCheck | undefined {
   if (subject.length > MAX_SUBJECT_LENGTH) {
     return { ok: false, reason: `it is longer than ${MAX_SUBJECT_LENGTH} characters` };
   }
+  // Controls (C0, DEL, C1) and invisible format characters (zero-width, bidi overrides, soft hyphen):
+  // a subject holding one looks right in every log yet matches no customer's subject key.
   // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f]/.test(subject)) return { ok: false, reason: "it contains control characters" };
+  if (/[\u0000-\u001f\u007f-\u009f\p{Cf}]/u.test(subject)) return { ok: false, reason: "it contains control or invisible characters" };
   return { ok: true, subject };
 }

@@ -179,7 +179,7 @@ describe("MeteringCallbackHandler: subject", () => {
     await handler.flush();
     expect(sink.events.map((e) => e.subject)).toEqual(["4711", "4711"]);
     expect(warnings.join("\n")).toMatch(/refused: it is empty/);
-    expect(warnings.join("\n")).toMatch(/refused: it contains control characters/);
+    expect(warnings.join("\n")).toMatch(/refused: it contains control or invisible characters/);
   });
 });
 

@@ -71,8 +71,18 @@ describe("subject", () => {
     const { sink, run, warnings } = setup();
     for (const subject of ["ac\tme", "ac\u0000me", "acme\u007f", "\u001b[31macme"]) run({ subject }, reported(usage(1, 2)));
     expect(sink.events).toEqual([]);
-    expect(warnings.filter((w) => w.includes("control characters"))).toHaveLength(1);
+    expect(warnings.filter((w) => w.includes("control or invisible characters"))).toHaveLength(1);
     expect(warnings.join("\n")).not.toContain("\u001b");
+  });
+
+  it("invisible characters (C1 controls, zero-width, bidi overrides, soft hyphen): refused, since they would match no customer", () => {
+    const { sink, run, warnings } = setup();
+    for (const subject of ["ac\u0085me", "acme\u202e", "\u200bacme", "ac\u00adme", "ac\u2060me"]) run({ subject }, reported(usage(1, 2)));
+    expect(sink.events).toEqual([]);
+    expect(warnings.filter((w) => w.includes("refused"))).toEqual(["the subject from metadata.subject was refused: it contains control or invisible characters"]);
+    // Visible non-ASCII is a name like any other.
+    run({ subject: "café-münchen 株式会社" }, reported(usage(1, 2)));
+    expect(sink.events.map((e) => e.subject)).toEqual(["café-münchen 株式会社", "café-münchen 株式会社"]);
   });
 
   it("an object, an array or a boolean: refused with its type", () => {
@@ -107,12 +117,26 @@ describe("subject fallbacks", () => {
     expect(handler.stats()).toMatchObject({ metered: 3, missingSubject: 0 });
     expect(warnings).toEqual([
       "the subject from resolveSubject was refused: it is empty",
-      "the subject from resolveSubject was refused: it contains control characters",
+      "the subject from resolveSubject was refused: it contains control or invisible characters",
     ]);
   });
 });
 
 describe("metadata values", () => {
+  it("a value whose getter throws is left out with one warning; the call is still billed", () => {
+    const { sink, handler, warnings } = setup();
+    const metadata: Record<string, unknown> = { subject: "acme", tier: "pro", ls_model_name: "m" };
+    Object.defineProperty(metadata, "plan", { enumerable: true, get: () => { throw new Error("boom"); } });
+    handler.handleChatModelStart({} as never, [], "run-getter", undefined, {}, [], metadata);
+    handler.handleLLMEnd(reported(usage(1, 2)) as never, "run-getter");
+    expect(sink.events.map((e) => [e.data?.type, e.data?.tokens, e.data?.tier, "plan" in (e.data ?? {})])).toEqual([
+      ["input", 1, "pro", false],
+      ["output", 2, "pro", false],
+    ]);
+    expect(warnings).toEqual(["metadata `plan` was not copied into events: reading it threw (boom)"]);
+  });
+
+
   it("a circular object is left out, the flat values beside it travel, nothing throws", () => {
     const { sink, run } = setup();
     const circular: Record<string, unknown> = { name: "loop" };

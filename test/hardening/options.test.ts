@@ -209,7 +209,7 @@ describe("constructor forms with wrong types", () => {
     expect(() => new MeteringCallbackHandler({ client, logger: console.log as never })).toThrow(/`logger` must have warn\(message\) and error\(message\)/);
     expect(() => new MeteringCallbackHandler({ client, defaultSubject: "   " })).toThrow("`defaultSubject` must not be empty");
     // The same rules as a subject from metadata: it is sent on every call that names none.
-    expect(() => new MeteringCallbackHandler({ client, defaultSubject: "a\u0001b" })).toThrow("`defaultSubject` is refused: it contains control characters");
+    expect(() => new MeteringCallbackHandler({ client, defaultSubject: "a\u0001b" })).toThrow("`defaultSubject` is refused: it contains control or invisible characters");
     expect(() => new MeteringCallbackHandler({ client, defaultSubject: "x".repeat(300) })).toThrow("`defaultSubject` is refused: it is longer than 256 characters");
     expect(() => new MeteringCallbackHandler({ client, includeMetadata: [""] })).toThrow("`includeMetadata` keys must be non-empty strings");
   });
