@@ -6,14 +6,16 @@
  *   OPENAI_API_KEY=... npm start            a real model (MODEL, default gpt-4o-mini)
  *   API_URL=... API_KEY=... npm start       events to Konnect or OpenMeter instead of the local endpoint
  *
- * Each event is printed as it is handed to the ingest client; at the end (end of input, Ctrl-D or
- * Ctrl-C) everything is flushed and an invoice preview is printed.
+ * Each event is printed as it is handed to the ingest client; at the end (end of input, Ctrl-D,
+ * Ctrl-C, SIGINT or SIGTERM) everything is flushed and an invoice preview is printed, once.
+ * Ctrl-C during an answer aborts it (an aborted call is not metered: the output says so). Delivery at
+ * exit waits at most 10 s; what did not get through is listed, and the exit code is then 1.
  */
 import { existsSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { awaitAllCallbacks } from "@langchain/core/callbacks/promises";
 import type { BaseChatModel } from "@langchain/core/language_models/chat_models";
-import { AIMessage, HumanMessage, SystemMessage, type BaseMessage } from "@langchain/core/messages";
+import { AIMessage, HumanMessage, SystemMessage, type BaseMessage, type UsageMetadata } from "@langchain/core/messages";
 import { IngestClient, MeteringCallbackHandler, type CloudEvent, type EventSink } from "langchain-openmeter";
 import { startOpenMeterServer, type OpenMeterServer } from "langchain-openmeter/testing";
 import { addToTotals, formatInvoice, type Totals } from "./invoice";
@@ -29,19 +31,34 @@ const prices = {
   currency: "$",
 };
 
+/** How long the exit waits for the endpoint to take the last events before it gives up and says so. */
+const DELIVERY_DEADLINE_MS = 10_000;
+
 async function main(): Promise<void> {
   const model = await createModel();
   const { url, apiKey, localServer } = await meteringEndpoint();
 
   // Print each event as the handler hands it over, then pass it on to the real ingest client.
-  const client = new IngestClient({ url, ...(apiKey ? { apiKey } : {}) });
+  // The client's warnings still reach the console; the last one also says, at exit, why events were not delivered.
+  let lastProblem: string | undefined;
+  const logger = {
+    warn: (message: string) => {
+      lastProblem = message;
+      console.warn(`[langchain-openmeter] ${message}`);
+    },
+    error: (message: string) => {
+      lastProblem = message;
+      console.error(`[langchain-openmeter] ${message}`);
+    },
+  };
+  const client = new IngestClient({ url, ...(apiKey ? { apiKey } : {}), logger });
   const handedOver: Totals = new Map();
   // Lines wait until the streamed answer is complete, so they do not cut into it.
   const eventLines: string[] = [];
   const printEvents = () => {
     for (const line of eventLines.splice(0)) console.log(line);
   };
-  const printingClient: EventSink = {
+  const printingClient: EventSink & Pick<IngestClient, "stats"> = {
     enqueue(events) {
       for (const event of ([] as CloudEvent[]).concat(events as CloudEvent[])) {
         eventLines.push(`  ingesting event ${JSON.stringify(event)}`);
@@ -49,63 +66,143 @@ async function main(): Promise<void> {
       }
       client.enqueue(events);
     },
-    flush: () => client.flush(),
+    flush: (options) => client.flush(options),
     shutdown: () => client.shutdown(),
+    stats: () => client.stats(), // so handler.stats().delivery says what was delivered
   };
   const handler = new MeteringCallbackHandler({ client: printingClient });
 
   const history: BaseMessage[] = [new SystemMessage("You are a helpful, concise assistant.")];
   const interactive = process.stdin.isTTY === true;
   const lines = createInterface({ input: process.stdin, output: process.stdout, terminal: interactive });
-  let finishing: Promise<void> | undefined;
-  const finish = () =>
-    (finishing ??= (async () => {
-      lines.close();
-      await handler.shutdown(); // waits for LangChain's callbacks, then delivers everything queued
-      await client.shutdown();
-      printEvents();
-      const stats = client.stats();
-      console.log(`\nDelivered ${stats.sent} events in ${stats.batches} request(s) to ${localServer ? "the local endpoint" : url}.`);
-      const totals = localServer ? totalsFrom(localServer) : handedOver;
-      console.log(`\n${formatInvoice(totals, prices)}`);
-      await localServer?.close();
-    })());
-  lines.on("SIGINT", () => void finish());
+
+  // Ending: the first Ctrl-C (or SIGINT/SIGTERM, or the end of input) stops taking prompts and aborts
+  // the answer under way; the loop below then ends and the exit path runs, once. Another Ctrl-C while
+  // that path waits for delivery gives up waiting (it still says what was not delivered); any other
+  // second Ctrl-C exits at once.
+  let stopReason: string | undefined;
+  let finishing = false;
+  let answering: AbortController | undefined;
+  let giveUp: ((reason: string) => void) | undefined;
+  const gaveUp = new Promise<string>((resolve) => (giveUp = resolve));
+  const stop = (reason: string) => {
+    if (stopReason !== undefined) {
+      if (!finishing || giveUp === undefined) process.exit(130);
+      giveUp(reason);
+      giveUp = undefined;
+      return;
+    }
+    stopReason = reason;
+    if (answering) answering.abort(new Error(`stopped by ${reason}`));
+    else if (interactive) process.stdout.write("\n"); // the cursor is after "You: "
+    lines.close();
+  };
+  lines.on("SIGINT", () => stop("Ctrl-C")); // at a terminal, readline turns Ctrl-C into this event, not a signal
+  process.on("SIGINT", () => stop("Ctrl-C")); // piped (or a Ctrl-C once readline is closed)
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  const ask = () => {
+    if (stopReason === undefined) lines.prompt();
+  };
 
   if (interactive) {
     console.log("Type a prompt and press Enter; Ctrl-D (or Ctrl-C) ends and prints the invoice preview.");
     lines.setPrompt("You: ");
-    lines.prompt();
+    ask();
   }
   let asked = 0;
   // Lines are answered one at a time, in order, also when a whole file is piped in.
   for await (const line of lines) {
+    if (stopReason !== undefined) break;
     const question = line.trim();
     if (question === "") {
-      if (interactive) lines.prompt();
+      if (interactive) ask();
       continue;
     }
     asked++;
     history.push(new HumanMessage(question));
     process.stdout.write(interactive ? "AI: " : `You: ${question}\nAI: `);
     let reply = "";
+    let reported: UsageMetadata | undefined;
+    answering = new AbortController();
     try {
-      for await (const chunk of await model.stream(history, { callbacks: [handler], metadata: { subject } })) {
-        const text = chunk.text;
-        reply += text;
-        process.stdout.write(text);
+      const stream = await model.stream(history, { callbacks: [handler], metadata: { subject }, signal: answering.signal });
+      for await (const chunk of stream) {
+        reply += chunk.text;
+        reported = chunk.usage_metadata ?? reported;
+        process.stdout.write(chunk.text);
       }
     } catch (error) {
-      process.stdout.write(`[the model failed: ${error instanceof Error ? error.message : String(error)}]`);
+      if (answering.signal.aborted) process.stdout.write(`\n${abortNote(stopReason ?? "Ctrl-C", reported)}`);
+      else process.stdout.write(`[the model failed: ${error instanceof Error ? error.message : String(error)}]`);
     }
+    answering = undefined;
     process.stdout.write("\n");
     history.push(new AIMessage(reply));
     await awaitAllCallbacks(); // so this answer's events print before the next prompt
     printEvents();
-    if (interactive) lines.prompt();
+    if (stopReason !== undefined) break;
+    if (interactive) ask();
   }
+  stopReason ??= "end of input";
+  finishing = true;
   if (asked === 0 && !interactive) console.log('No prompts on standard input: pipe some in, e.g. echo "What is 1+1?" | npm start');
-  await finish();
+
+  // Deliver what is left, with a deadline: an unreachable endpoint must not hold the exit for minutes of retries.
+  await awaitAllCallbacks();
+  printEvents();
+  const pending = () => {
+    const delivery = handler.stats().delivery;
+    return delivery ? delivery.queueDepth + delivery.inFlight : 0;
+  };
+  const flushed = handler.flush({ timeoutMs: DELIVERY_DEADLINE_MS }).then(() => "flushed" as const);
+  // Said only when delivery takes a moment, so the usual run (delivered in milliseconds) stays quiet.
+  let notice: NodeJS.Timeout | undefined = setTimeout(() => {
+    notice = undefined;
+    const count = pending();
+    if (count > 0) console.log(`\ndelivering ${count} events… (Ctrl-C to give up)`);
+  }, 500);
+  const outcome = await Promise.race([flushed, gaveUp]);
+  clearTimeout(notice);
+
+  const delivery = handler.stats().delivery!;
+  const undelivered = delivery.queueDepth + delivery.inFlight + delivery.failed + delivery.dropped;
+  const where = localServer ? "the local endpoint" : url;
+  if (undelivered === 0) {
+    // Everything is delivered: a clean shutdown is quick.
+    await handler.shutdown();
+    await client.shutdown();
+    console.log(`\nDelivered ${delivery.sent} events in ${delivery.batches} request(s) to ${where}.`);
+  } else {
+    // Not shut down: that would wait for the retries all over again. The process exits below instead.
+    const why = outcome === "flushed" ? `gave up after ${DELIVERY_DEADLINE_MS / 1000} s` : `gave up by ${outcome}`;
+    console.log(`\nDelivered ${delivery.sent} of ${delivery.enqueued} events to ${where}.`);
+    console.log(`not delivered: ${undelivered} events (${describeProblem(lastProblem)}; ${why})`);
+  }
+  const totals = localServer ? totalsFrom(localServer) : handedOver;
+  console.log(`\n${formatInvoice(totals, prices)}`);
+  if (undelivered > 0) {
+    console.log(`  (${undelivered} of these events were not delivered: the billing platform has not seen them and will not bill them)`);
+    // Undelivered usage is lost metering: say so in the exit code too.
+    process.exit(1);
+  }
+  await localServer?.close();
+  // Nothing is left to wait for; stdin may still be open (a pipe whose writer lives on), so leave now.
+  process.exit(0);
+}
+
+/** What the user learns about an answer cut off by Ctrl-C or a signal. */
+function abortNote(reason: string, reported: UsageMetadata | undefined): string {
+  const usage = reported
+    ? `the provider had already reported ${reported.input_tokens} input and ${reported.output_tokens} output tokens, but LangChain's callbacks do not bill an aborted call, so they are not in the invoice`
+    : "LangChain's callbacks report no usage for an aborted call, so it is not metered (a real provider may still bill the tokens it generated)";
+  return `[answer stopped by ${reason}: ${usage}]`;
+}
+
+/** The ingest client's last warning, phrased for the exit summary. */
+function describeProblem(message: string | undefined): string {
+  if (message === undefined) return "the endpoint did not answer in time";
+  const text = message.replace(/; retrying \(events are kept\)$/, "");
+  return /^network error/.test(text) ? `endpoint unreachable: ${text}` : text;
 }
 
 async function createModel(): Promise<BaseChatModel> {
@@ -119,7 +216,9 @@ async function createModel(): Promise<BaseChatModel> {
     `Model: ${OfflineChatModel.modelName}, an offline stand-in (set OPENAI_API_KEY for a real model). ` +
       `Its token counts are real (o200k_base tokenizer). Metering subject: ${subject}.`,
   );
-  return new OfflineChatModel();
+  // OFFLINE_DELAY_MS (for tests, not for users): a pause per streamed word, so an answer is still
+  // coming when a test presses Ctrl-C or sends a signal.
+  return new OfflineChatModel({ wordDelayMs: Number(env.OFFLINE_DELAY_MS) || 0 });
 }
 
 async function meteringEndpoint(): Promise<{ url: string; apiKey?: string; localServer?: OpenMeterServer }> {

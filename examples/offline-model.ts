@@ -39,11 +39,18 @@ export function answer(question: string): string {
   return `I'm an offline stand-in, so I can't really answer that. Your question had ${words} word${words === 1 ? "" : "s"}; set OPENAI_API_KEY to talk to a real model.`;
 }
 
+export interface OfflineChatModelParams extends BaseChatModelParams {
+  /** A pause before each streamed word, in ms (default 0): makes a slow answer, for tests that interrupt one. */
+  wordDelayMs?: number;
+}
+
 export class OfflineChatModel extends BaseChatModel {
   static readonly modelName = "offline-stand-in";
+  readonly wordDelayMs: number;
 
-  constructor(params: BaseChatModelParams = {}) {
+  constructor({ wordDelayMs = 0, ...params }: OfflineChatModelParams = {}) {
     super(params);
+    this.wordDelayMs = wordDelayMs;
   }
 
   _llmType(): string {
@@ -71,15 +78,32 @@ export class OfflineChatModel extends BaseChatModel {
   /** Streams word by word, then a last chunk with the usage, as OpenAI's usage chunk does. */
   override async *_streamResponseChunks(
     messages: BaseMessage[],
-    _options: this["ParsedCallOptions"],
+    options: this["ParsedCallOptions"],
     runManager?: CallbackManagerForLLMRun,
   ): AsyncGenerator<ChatGenerationChunk> {
     const { text, usage } = this.#reply(messages);
     for (const piece of text.match(/\S+\s*/g) ?? []) {
+      if (this.wordDelayMs > 0) await pause(this.wordDelayMs, options.signal);
       const chunk = new ChatGenerationChunk({ text: piece, message: new AIMessageChunk({ content: piece }) });
       yield chunk;
       await runManager?.handleLLMNewToken(piece, undefined, undefined, undefined, undefined, { chunk });
     }
     yield new ChatGenerationChunk({ text: "", message: new AIMessageChunk({ content: "", usage_metadata: usage }) });
   }
+}
+
+/** Waits `ms`, or rejects at once when `signal` aborts (as a real model's request would end). */
+function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    signal?.throwIfAborted();
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
 }

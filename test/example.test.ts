@@ -1,7 +1,8 @@
 /**
  * The bundled example agent, run as a user runs it: a child process reading prompts from a pipe.
  */
-import { spawn } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { createServer } from "node:net";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { startOpenMeterServer, type OpenMeterServer } from "langchain-openmeter/testing";
@@ -9,11 +10,13 @@ import { startOpenAIServer, type OpenAIFake } from "./support/openai-server";
 
 const root = join(import.meta.dirname, "..");
 
+// The user's environment must not leak in: no real key, no real endpoint.
+const cleanEnv = () =>
+  Object.fromEntries(Object.entries(process.env).filter(([key]) => !/^(OPENAI_|API_|SUBJECT|MODEL|INPUT_PRICE|OUTPUT_PRICE|OFFLINE_)/.test(key)));
+
 function runExample(input: string, env: Record<string, string>, script = "examples/agent.ts"): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    // The user's environment must not leak in: no real key, no real endpoint.
-    const clean = Object.fromEntries(Object.entries(process.env).filter(([key]) => !/^(OPENAI_|API_|SUBJECT|MODEL|INPUT_PRICE|OUTPUT_PRICE)/.test(key)));
-    const child = spawn(process.execPath, ["--import", "tsx", script], { cwd: root, env: { ...clean, ...env } });
+    const child = spawn(process.execPath, ["--import", "tsx", script], { cwd: root, env: { ...cleanEnv(), ...env } });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (chunk) => (stdout += chunk));
@@ -23,6 +26,95 @@ function runExample(input: string, env: Record<string, string>, script = "exampl
     child.stdin.end(input);
   });
 }
+
+interface Session {
+  child: ChildProcess;
+  /** Everything printed so far (a terminal's output without escape sequences and carriage returns). */
+  output(): string;
+  /** Resolves once the output matches; rejects with the output so far if it does not within `ms`. */
+  waitFor(pattern: RegExp, ms?: number): Promise<void>;
+  write(text: string): void;
+  /** How the process ended; a process still running after `ms` is killed and reported as `timedOut`. */
+  exit(ms: number): Promise<{ code: number | null; signal: NodeJS.Signals | null; timedOut: boolean; output: string; stderr: string }>;
+}
+
+/**
+ * Starts the example and lets a test talk to it while it runs: through a pipe, or (`tty: true`) on a
+ * pseudo-terminal made by util-linux `script`, the way a person at a terminal runs it.
+ */
+function startExample(env: Record<string, string>, { tty = false } = {}): Session {
+  const fullEnv = { ...cleanEnv(), TERM: "xterm", ...env };
+  const child = tty
+    ? spawn("script", ["-qfec", `stty cols 200 rows 50; exec '${process.execPath}' --import tsx examples/agent.ts`, "/dev/null"], {
+        cwd: root,
+        env: fullEnv,
+        detached: true, // its own process group, so a hung run can be killed with everything under it
+      })
+    : spawn(process.execPath, ["--import", "tsx", "examples/agent.ts"], { cwd: root, env: fullEnv, detached: true });
+  let raw = "";
+  let stderr = "";
+  const waiters = new Set<() => void>();
+  child.stdout!.on("data", (chunk) => {
+    raw += chunk;
+    for (const wake of waiters) wake();
+  });
+  child.stderr!.on("data", (chunk) => (stderr += chunk));
+  const output = () => raw.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, "").replace(/\r/g, "");
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on("close", (code, signal) => resolve({ code, signal })),
+  );
+  const killGroup = () => {
+    try {
+      process.kill(-child.pid!, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  };
+  cleanup.push(async () => killGroup());
+  return {
+    child,
+    output,
+    write: (text) => child.stdin!.write(text),
+    waitFor: (pattern, ms = 15_000) =>
+      new Promise((resolve, reject) => {
+        const check = () => {
+          if (!pattern.test(output())) return false;
+          waiters.delete(check);
+          clearTimeout(timer);
+          resolve();
+          return true;
+        };
+        const timer = setTimeout(() => {
+          waiters.delete(check);
+          reject(new Error(`no ${pattern} within ${ms} ms; output so far:\n${output()}\nstderr:\n${stderr}`));
+        }, ms);
+        waiters.add(check);
+        check();
+      }),
+    exit: async (ms) => {
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<"late">((resolve) => (timer = setTimeout(resolve, ms, "late")));
+      const result = await Promise.race([exited, late]);
+      clearTimeout(timer);
+      if (result === "late") {
+        killGroup();
+        return { code: null, signal: null, timedOut: true, output: output(), stderr };
+      }
+      return { ...result, timedOut: false, output: output(), stderr };
+    },
+  };
+}
+
+/** A loopback port nothing listens on. */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+const count = (text: string, pattern: RegExp) => text.match(new RegExp(pattern.source, "g"))?.length ?? 0;
 
 const eventsIn = (stdout: string) =>
   stdout
@@ -78,6 +170,90 @@ describe("the example agent (npm start)", () => {
     expect(server.events.every((e) => e.data?.model === "gpt-4o-mini" && e.data?.provider === "openai")).toBe(true);
     expect(`${stdout}${stderr}`).not.toContain("om-test-key");
   }, 60_000);
+});
+
+describe("ending the example agent (Ctrl-C, signals, an unreachable endpoint)", () => {
+  // OFFLINE_DELAY_MS slows the offline model down (a pause per word), so an answer is still streaming when the test interrupts it.
+  const longQuestion = "tell me a long story about the sea please";
+
+  // util-linux `script` gives the example a real terminal; without it this test cannot run.
+  const hasScript = spawnSync("script", ["--version"]).status === 0;
+  it.skipIf(!hasScript)("Ctrl-C at a terminal while an answer streams: aborts it, says it is not metered, prints the invoice once and exits 0", async () => {
+    const session = startExample({ OFFLINE_DELAY_MS: "150" }, { tty: true });
+    await session.waitFor(/You: $/);
+    session.write("hello\r");
+    await session.waitFor(/ingesting event .*"output"[\s\S]*You: $/);
+    session.write(`${longQuestion}\r`);
+    await session.waitFor(/AI: I'm /);
+    session.write("\x03"); // Ctrl-C
+    const { code, timedOut, output } = await session.exit(15_000);
+    expect(timedOut, output).toBe(false);
+    expect(code, output).toBe(0);
+    expect(output).not.toContain("to talk to a real model"); // the answer was cut off, not waited for
+    expect(output).toMatch(/answer stopped by Ctrl-C.*not metered/i);
+    // The first answer's two events were delivered; the invoice comes once, after the answer, and nothing is asked after it.
+    expect(eventsIn(output)).toHaveLength(2);
+    expect(output).toContain("Delivered 2 events");
+    expect(count(output, /Invoice preview/)).toBe(1);
+    expect(output.indexOf("Invoice preview")).toBeGreaterThan(output.indexOf("answer stopped by Ctrl-C"));
+    expect(output.slice(output.indexOf("Invoice preview"))).not.toContain("You:");
+    expect(count(output, /You: /)).toBe(2);
+  }, 30_000);
+
+  it("piped: SIGINT flushes and prints the invoice preview, also with standard input still open", async () => {
+    const session = startExample({});
+    session.write("What is 1+1?\n");
+    await session.waitFor(/ingesting event .*"output"/);
+    session.child.kill("SIGINT");
+    const { code, signal, timedOut, output, stderr } = await session.exit(15_000);
+    expect({ code, signal, timedOut }, `${output}\n${stderr}`).toEqual({ code: 0, signal: null, timedOut: false });
+    expect(output).toContain("Delivered 2 events");
+    expect(count(output, /Invoice preview/)).toBe(1);
+  }, 30_000);
+
+  it("piped: SIGTERM while an answer streams aborts it, then flushes and prints the invoice preview", async () => {
+    const session = startExample({ OFFLINE_DELAY_MS: "200" });
+    session.write("What is 2+2?\n");
+    await session.waitFor(/ingesting event .*"output"/);
+    session.write(`${longQuestion}\n`);
+    await session.waitFor(/AI: I'm /);
+    session.child.kill("SIGTERM");
+    const { code, signal, timedOut, output, stderr } = await session.exit(15_000);
+    expect({ code, signal, timedOut }, `${output}\n${stderr}`).toEqual({ code: 0, signal: null, timedOut: false });
+    expect(output).not.toContain("to talk to a real model");
+    expect(output).toMatch(/answer stopped by SIGTERM.*not metered/i);
+    expect(output).toContain("Delivered 2 events");
+    expect(count(output, /Invoice preview/)).toBe(1);
+  }, 30_000);
+
+  it("an unreachable API_URL: says it is delivering, gives up after a deadline, and says what was not delivered", async () => {
+    const url = `http://127.0.0.1:${await closedPort()}/api/v1/events`;
+    const started = performance.now();
+    const session = startExample({ API_URL: url });
+    session.child.stdin!.end("What is 1+1?\n");
+    const { code, timedOut, output, stderr } = await session.exit(25_000);
+    const seconds = (performance.now() - started) / 1000;
+    expect(timedOut, output).toBe(false);
+    expect(seconds).toBeLessThan(25); // not the ~90 s of the default retries
+    expect(output).toContain("delivering 2 events… (Ctrl-C to give up)");
+    expect(output).toContain(`Delivered 0 of 2 events to ${url}.`);
+    expect(output).toMatch(/not delivered: 2 events \(endpoint unreachable: .*ECONNREFUSED/);
+    expect(output.slice(output.indexOf("Invoice preview"))).toContain("2 of these events were not delivered");
+    expect(code, `${output}\n${stderr}`).toBe(1); // metered usage was lost: a script running the example can tell
+  }, 30_000);
+
+  it("an unreachable API_URL: Ctrl-C while delivering gives up at once and still says what was not delivered", async () => {
+    const url = `http://127.0.0.1:${await closedPort()}/api/v1/events`;
+    const session = startExample({ API_URL: url });
+    session.child.stdin!.end("What is 1+1?\n");
+    await session.waitFor(/delivering 2 events/);
+    session.child.kill("SIGINT");
+    const { code, timedOut, output } = await session.exit(5_000);
+    expect(timedOut, output).toBe(false);
+    expect(output).toMatch(/not delivered: 2 events \(.*gave up/);
+    expect(count(output, /Invoice preview/)).toBe(1);
+    expect(code, output).toBe(1);
+  }, 30_000);
 });
 
 describe("examples/options.ts (the README's option groups)", () => {
