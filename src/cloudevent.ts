@@ -51,12 +51,18 @@ function isPlainObject(value: object): boolean {
   return prototype === Object.prototype || prototype === null;
 }
 
+/** The last time found valid: the events of a batch mostly share a few (the handler stamps per millisecond). */
+let lastValidTime = "";
+
 /** A real calendar day, as the schema requires ("2026-02-30" is not). */
 function isRfc3339(time: string): boolean {
+  if (time === lastValidTime) return true;
   const match = RFC3339.exec(time);
   if (!match) return false;
   const [year, month, day] = [Number(match[1]), Number(match[2]), Number(match[3])];
-  return month >= 1 && month <= 12 && day >= 1 && day <= new Date(Date.UTC(year, month, 0)).getUTCDate();
+  const valid = month >= 1 && month <= 12 && day >= 1 && day <= new Date(Date.UTC(year, month, 0)).getUTCDate();
+  if (valid) lastValidTime = time;
+  return valid;
 }
 
 /**

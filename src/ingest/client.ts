@@ -6,6 +6,7 @@ import { registerExitHooks } from "./exit";
 import { type IngestOptions, parseIngestOptions, type ResolvedIngestOptions, urlWarnings } from "./options";
 import { retryDelay } from "./retry";
 import type { EventSink, FlushOptions } from "./sink";
+import { BatchQueue } from "./batch-queue";
 import { Spool } from "./spool";
 import { redact, Transport } from "./transport";
 
@@ -52,9 +53,7 @@ export class IngestClient implements EventSink {
   // Held here: the exit hooks keep only a weak reference, so an abandoned idle client can be collected.
   readonly #exitParticipant = { beforeExit: () => this.#onBeforeExit(), onSignal: () => this.shutdown() };
 
-  // The queue is a list of chunks of at most maxBatchSize, so taking a batch is O(1).
-  #queue: CloudEvent[][] = [];
-  #queueDepth = 0;
+  readonly #queue: BatchQueue<CloudEvent>;
   #queuedTotal = 0;
   #dispatchedTotal = 0;
   /** Partial batches may go out while fewer than this many events were dispatched (flush). */
@@ -96,6 +95,7 @@ export class IngestClient implements EventSink {
 
   constructor(options: IngestOptions) {
     this.#opts = parseIngestOptions(options);
+    this.#queue = new BatchQueue(this.#opts.maxBatchSize);
     const logger = this.#opts.logger ?? consoleLogger;
     // A throwing logger must not break delivery.
     this.#logger = {
@@ -132,30 +132,22 @@ export class IngestClient implements EventSink {
       throw new Error("IngestClient was shut down: enqueue() is refused after shutdown(); create a new client to send more events");
     }
     const list = (Array.isArray(events) ? events : [events]) as readonly CloudEvent[];
-    const max = this.#opts.maxBatchSize;
     let full = false;
     for (const event of list) {
       this.#stats.enqueued++;
-      if (this.#queueDepth >= this.#opts.maxQueueSize) {
+      if (this.#queue.depth >= this.#opts.maxQueueSize) {
         this.#overflow.push(event);
         continue;
       }
-      let tail = this.#queue[this.#queue.length - 1];
-      if (tail === undefined || tail.length >= max) {
-        tail = [];
-        this.#queue.push(tail);
-      }
-      tail.push(event);
-      this.#queueDepth++;
+      if (this.#queue.push(event)) full = true;
       this.#queuedTotal++;
-      if (tail.length === max) full = true;
     }
     if (this.#overflow.length > 0 && !this.#overflowScheduled) {
       this.#overflowScheduled = true;
       setImmediate(() => void this.#handleOverflow());
     }
     if (full) this.#schedulePump();
-    else if (this.#timer === undefined && !this.#due && this.#queueDepth > 0) this.#armTimer();
+    else if (this.#timer === undefined && !this.#due && this.#queue.depth > 0) this.#armTimer();
   }
 
   /**
@@ -258,7 +250,7 @@ export class IngestClient implements EventSink {
   }
 
   stats(): IngestStats {
-    return { ...this.#stats, queueDepth: this.#queueDepth };
+    return { ...this.#stats, queueDepth: this.#queue.depth };
   }
 
   // --- batching -------------------------------------------------------------------------------
@@ -282,23 +274,18 @@ export class IngestClient implements EventSink {
   }
 
   #pump(): void {
-    while (this.#inFlightBatches < this.#opts.maxConcurrency) {
-      const first = this.#queue[0];
-      if (first === undefined) break;
-      const ready = first.length >= this.#opts.maxBatchSize || this.#due || this.#dispatchedTotal < this.#partialUntil;
-      if (!ready) break;
-      this.#queue.shift();
-      this.#queueDepth -= first.length;
-      this.#dispatchedTotal += first.length;
+    while (this.#inFlightBatches < this.#opts.maxConcurrency && this.#hasReadyBatch()) {
+      const batch = this.#queue.take()!;
+      this.#dispatchedTotal += batch.length;
       this.#inFlightBatches++;
-      this.#startTask(first);
+      this.#startTask(batch);
     }
-    if (this.#queueDepth === 0) this.#due = false;
+    if (this.#queue.depth === 0) this.#due = false;
     else if (this.#timer === undefined && !this.#due) this.#armTimer();
   }
 
   #hasReadyBatch(): boolean {
-    const first = this.#queue[0];
+    const first = this.#queue.peek();
     return first !== undefined && (first.length >= this.#opts.maxBatchSize || this.#due || this.#dispatchedTotal < this.#partialUntil);
   }
 
@@ -570,7 +557,7 @@ export class IngestClient implements EventSink {
     const replayDue = this.#spoolDirty && !this.#exitReplayTried;
     const pending =
       replayDue ||
-      this.#queueDepth > 0 ||
+      this.#queue.depth > 0 ||
       this.#tasks.size > 0 ||
       this.#overflow.length > 0 ||
       this.#spoolWrites.size > 0 ||
