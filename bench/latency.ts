@@ -52,7 +52,9 @@ export async function run(): Promise<BenchResult> {
   const calls = envNumber("BENCH_LATENCY_CALLS", 20_000);
   const naiveCalls = envNumber("BENCH_NAIVE_CALLS", 500);
   const warmup = envNumber("BENCH_LATENCY_WARMUP", 3_000);
-  const rounds = 10;
+  // Many short rounds, rotating order: drift on a shared box (another tenant, a GC of the endpoint)
+  // then hits every variant alike, and the per-round differences pair calls made moments apart.
+  const rounds = 40;
   const delayMs = 20;
 
   const endpoint = await Endpoint.start({ kind: "openmeter", delayMs });
@@ -128,9 +130,11 @@ export async function run(): Promise<BenchResult> {
     "queue drain after last call": `${fmt(v.drainMs / (v === naive ? 1 : rounds), 1)} ms`,
   }));
 
-  // Per-round spread of the key difference, to show how much of it is noise.
+  // The target is judged on the median of per-round differences (each pairs blocks run moments
+  // apart), which drift between rounds cannot bias; the pooled medians stay in the table.
   const roundDiffs = roundMedians[2]!.map((m, r) => m - roundMedians[1]![r]!);
-  const added = ours.median - noop.median;
+  const added = summarize(roundDiffs).median;
+  const spread = summarize(roundDiffs);
   const naiveAddedE2e = e2e[3]! - e2e[1]!;
 
   return {
@@ -148,7 +152,9 @@ export async function run(): Promise<BenchResult> {
     targets: [
       {
         target: "MeteringCallbackHandler within 5 µs/call (median) of the do-nothing handler",
-        measured: `${fmt(added)} µs (per-round medians: ${fmt(Math.min(...roundDiffs))} to ${fmt(Math.max(...roundDiffs))} µs)`,
+        measured:
+          `${fmt(added)} µs (median of ${rounds} paired rounds; middle half ${fmt(spread.p25)} to ${fmt(spread.p75)} µs; ` +
+          `pooled medians ${fmt(ours.median - noop.median)} µs)`,
         met: added <= 5,
       },
     ],

@@ -12,7 +12,9 @@ export function sortedCopy(values: ArrayLike<number>): Float64Array {
 
 export interface Summary {
   n: number;
+  p25: number;
   median: number;
+  p75: number;
   p99: number;
   max: number;
   mean: number;
@@ -22,7 +24,7 @@ export function summarize(values: ArrayLike<number>): Summary {
   const s = sortedCopy(values);
   let sum = 0;
   for (let i = 0; i < s.length; i++) sum += s[i]!;
-  return { n: s.length, median: percentile(s, 50), p99: percentile(s, 99), max: s.length ? s[s.length - 1]! : NaN, mean: sum / s.length };
+  return { n: s.length, p25: percentile(s, 25), median: percentile(s, 50), p75: percentile(s, 75), p99: percentile(s, 99), max: s.length ? s[s.length - 1]! : NaN, mean: sum / s.length };
 }
 
 /** Fixed-point with a sensible number of digits for the magnitude. */
