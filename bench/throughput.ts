@@ -174,12 +174,18 @@ export async function run(): Promise<BenchResult> {
       },
       {
         target: "at least 20x one POST per event",
-        measured: `${ratio(rate(b100), rate(base))} at maxBatchSize 100 vs undici with 4 in flight; ${ratio(rate(b100), rate(fetchBase))} vs fetch one at a time`,
+        measured:
+          `${ratio(rate(b100), rate(base))} at maxBatchSize 100 vs undici with 4 in flight (${ratio(rate(best), rate(base))} at ${best.name.replace("IngestClient ", "")}); ` +
+          `${ratio(rate(b100), rate(fetchBase))} vs fetch one at a time`,
         met: rate(b100) / rate(base) >= 20,
       },
     ],
     notes: [
       "The target ratio is judged against the stronger baseline (undici pool, 4 requests in flight, like the client's default maxConcurrency); the tutorials' sequential `await fetch()` is the second row.",
+      "Where the time goes at maxBatchSize 100 (a CPU profile of the sender): serialising the batch and writing it to the socket; the sender " +
+        "sits idle about a quarter of the time, waiting for the endpoint to parse the bodies on the same two cores. Past a few dozen events a " +
+        "batch, the ratio is bounded by the JSON work per event on both sides, which one-POST-per-event pays too, not by per-request overhead; " +
+        "it moves with the baseline's own noise (16,000 to 28,000 events/s across runs).",
     ],
   };
 }

@@ -584,7 +584,8 @@ export class IngestClient implements EventSink {
     if (this.#replayTimer !== undefined || this.#closed || !this.#spool) return;
     this.#replayTimer = setTimeout(() => {
       this.#replayTimer = undefined;
-      if (this.#replaying !== undefined) return; // its end starts the next pass when needed
+      // A pass under way starts the next one when needed; shutdown() gives the spool its own last pass.
+      if (this.#replaying !== undefined || this.#closed) return;
       this.#spoolDirty = false;
       void this.#replay();
     }, this.#replayBackoffMs);
