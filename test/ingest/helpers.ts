@@ -1,6 +1,6 @@
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
 import type { CloudEvent, IngestError, Logger } from "langchain-openmeter";
+import { listenOnLoopback } from "../support/http";
 
 export interface SeenRequest {
   method: string;
@@ -28,18 +28,8 @@ export async function startPlainServer(
       handler(req, res, body, requests.length - 1);
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return {
-    url: `${origin}/api/v1/events`,
-    origin,
-    requests,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
+  const { origin, close } = await listenOnLoopback(server);
+  return { url: `${origin}/api/v1/events`, origin, requests, close };
 }
 
 let seq = 0;

@@ -2,7 +2,7 @@
  * Tiny loopback HTTP plumbing shared by the provider fakes: a server on 127.0.0.1:0 that hands each
  * request (with its parsed JSON body) to a handler, and an SSE writer. Nothing here knows a provider.
  */
-import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from "node:http";
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 
 export interface IncomingJsonRequest {
@@ -23,6 +23,22 @@ export interface LoopbackServer {
   port: number;
   /** Stops listening and destroys open sockets (including hung streams). Idempotent. */
   close(): Promise<void>;
+}
+
+/**
+ * Listens on 127.0.0.1 at a free port. `close()` also drops idle keep-alive sockets and requests
+ * parked in a handler, which would otherwise hold it open.
+ */
+export async function listenOnLoopback(server: Server): Promise<{ origin: string; close(): Promise<void> }> {
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
 }
 
 export async function startLoopbackServer(handler: JsonHandler): Promise<LoopbackServer> {

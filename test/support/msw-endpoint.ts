@@ -6,9 +6,9 @@
  * client still goes through real TCP, keep-alive and timeouts.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
 import { getResponse, type RequestHandler } from "msw";
 import type { SeenRequest } from "../ingest/helpers";
+import { listenOnLoopback } from "./http";
 
 export interface MswEndpoint {
   /** origin + "/api/v1/events" */
@@ -62,17 +62,6 @@ export async function startMswEndpoint(...handlers: RequestHandler[]): Promise<M
   };
   // A request cut off mid-body (the client aborted) ends here, not as an unhandled rejection.
   const server = createServer((req, res) => void serve(req, res).catch(() => res.destroy()));
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return {
-    url: `${origin}/api/v1/events`,
-    origin,
-    requests,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        // Idle keep-alive sockets and requests parked in a handler would otherwise hold close() open.
-        server.closeAllConnections();
-      }),
-  };
+  const { origin, close } = await listenOnLoopback(server);
+  return { url: `${origin}/api/v1/events`, origin, requests, close };
 }
