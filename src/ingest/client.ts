@@ -67,7 +67,7 @@ export class IngestClient implements EventSink {
 
   #inFlightBatches = 0;
   #slotWaiters: Array<() => void> = [];
-  readonly #tasks = new Set<Promise<void>>();
+  readonly #tasks = new Set<Promise<unknown>>();
   readonly #spoolWrites = new Set<Promise<void>>();
   readonly #sleeps = new Set<Sleep>();
   #draining = 0;
@@ -81,11 +81,15 @@ export class IngestClient implements EventSink {
   /** Retries the spool while nothing else would (an idle process after an outage); unref'd. */
   #replayTimer: NodeJS.Timeout | undefined;
   #replayBackoffMs = REPLAY_FIRST_DELAY_MS;
+  /** After a failed probe, live successes do not start a replay before this (`performance.now()`). */
+  #replayNotBefore = 0;
+  /** A replay sends what it reads until then, and hands the rest back to the spool file after. */
+  #replaySendUntil = Number.POSITIVE_INFINITY;
   #exitReplayTried = false;
 
   /** enqueue() refuses from here on (shutdown began). */
   #closed = false;
-  /** Delivery is over: a replay hands what it reads back to the spool file. */
+  /** Delivery is over: no replay starts. */
   #stopped = false;
   #shutdown: Promise<void> | undefined;
   /** Aborted when a flush deadline passes, to end requests under way. */
@@ -214,6 +218,7 @@ export class IngestClient implements EventSink {
       await this.#flushWithReplay();
     } finally {
       this.#stopped = true;
+      this.#replaySendUntil = Number.NEGATIVE_INFINITY;
       if (this.#timer) clearTimeout(this.#timer);
       this.#timer = undefined;
       if (this.#replayTimer) clearTimeout(this.#replayTimer);
@@ -289,9 +294,9 @@ export class IngestClient implements EventSink {
     return first !== undefined && (first.length >= this.#opts.maxBatchSize || this.#due || this.#dispatchedTotal < this.#partialUntil);
   }
 
-  /** The caller holds a slot. */
-  #startTask(events: CloudEvent[]): Promise<void> {
-    const task: Promise<void> = this.#deliver(events).finally(() => {
+  /** The caller holds a slot. A `probe` is one request without retries (see #deliver). */
+  #startTask(events: CloudEvent[], probe = false): Promise<ProbeOutcome> {
+    const task = this.#deliver(events, probe).finally(() => {
       this.#tasks.delete(task);
       this.#releaseSlot();
     });
@@ -324,22 +329,52 @@ export class IngestClient implements EventSink {
 
   // --- delivery -------------------------------------------------------------------------------
 
-  /** Never rejects. */
-  async #deliver(batch: CloudEvent[]): Promise<void> {
+  /**
+   * Never rejects. A batch is sent with retries, and what cannot be delivered is spooled or reported.
+   * A `probe` (a replay's first batch, still in its spool file) is sent once: when the endpoint is
+   * down or misconfigured the outcome says so and the batch is left to its file.
+   */
+  async #deliver(batch: CloudEvent[], probe: boolean): Promise<ProbeOutcome> {
     try {
       const { events, body } = this.#prepare(batch);
-      if (events.length === 0) return;
+      if (events.length === 0) return "delivered";
       this.#stats.inFlight += events.length;
       try {
+        if (probe) return await this.#sendOnce(events, body);
         await this.#sendSplitting(events, body);
+        return "delivered";
       } finally {
         this.#stats.inFlight -= events.length;
       }
     } catch (error) {
       // Only a bug gets here; keep the events rather than lose them silently.
       this.#logger.error(`unexpected error delivering ${batch.length} event(s): ${String(error)}`);
+      if (probe) return "retry-later"; // they are still in their spool file
       await this.#spoolOrFail(batch, error);
+      return "delivered";
     }
+  }
+
+  async #sendOnce(events: CloudEvent[], body: string): Promise<ProbeOutcome> {
+    try {
+      await this.#transport.send(body, this.#cutOff.signal);
+    } catch (error) {
+      if (error instanceof PermanentError && !isConfigurationProblem(error.status)) {
+        await this.#narrow(events, body, error); // a refusal of these events, not of us: handled as any batch's
+        return "delivered";
+      }
+      this.#outage = true;
+      if (error instanceof PermanentError) {
+        // A wrong key or url: retrying before a restart with a fixed configuration only repeats this.
+        this.#report(this.#error("rejected", `replaying the spool: ${error.message}; its events stay there`, [], error));
+        return "misconfigured";
+      }
+      const wait = Math.max(REPLAY_FIRST_DELAY_MS, error instanceof TransientError ? (error.retryAfterMs ?? 0) : 0);
+      this.#replayNotBefore = performance.now() + wait;
+      return "retry-later";
+    }
+    this.#recordSent(events.length);
+    return "delivered";
   }
 
   /** Validation happens here, off the enqueue path; one bad event must not fail its whole batch. */
@@ -542,18 +577,24 @@ export class IngestClient implements EventSink {
    * first batch probes the endpoint, so a down endpoint costs one request), then flushes again.
    */
   async #flushWithReplay(): Promise<void> {
-    await this.flush();
-    await this.#replaying?.catch(() => 0);
-    if (this.#spoolDirty) {
-      this.#spoolDirty = false;
-      await this.#replay();
+    // A long backlog must not hold the exit: past this, replays hand what they read back to the spool.
+    this.#replaySendUntil = performance.now() + REPLAY_AT_EXIT_MS;
+    try {
+      await this.flush();
+      await this.#replaying?.catch(() => 0);
+      if (this.#spoolDirty && !this.#outage) {
+        this.#spoolDirty = false;
+        await this.#replay();
+      }
+      await this.flush();
+    } finally {
+      if (!this.#stopped) this.#replaySendUntil = Number.POSITIVE_INFINITY;
     }
-    await this.flush();
   }
 
   #onBeforeExit(): void {
     if (this.#closed || this.#exitFlushing) return;
-    // Events spooled during this run get one try at exit (not more: a down endpoint would re-spool them, and loop).
+    // Events spooled during this run get one pass at exit, not more: a down endpoint would re-spool them, and loop.
     const replayDue = this.#spoolDirty && !this.#exitReplayTried;
     const pending =
       replayDue ||
@@ -563,7 +604,7 @@ export class IngestClient implements EventSink {
       this.#spoolWrites.size > 0 ||
       this.#replaying !== undefined;
     if (!pending) return;
-    if (replayDue) this.#exitReplayTried = true;
+    this.#exitReplayTried = true;
     this.#exitFlushing = true;
     this.#beginDrain();
     void this.#flushWithReplay().finally(() => {
@@ -573,7 +614,7 @@ export class IngestClient implements EventSink {
   }
 
   #afterSuccess(): void {
-    if (this.#spool && this.#spoolDirty && this.#replaying === undefined && !this.#closed) {
+    if (this.#spool && this.#spoolDirty && this.#replaying === undefined && !this.#closed && performance.now() >= this.#replayNotBefore) {
       this.#spoolDirty = false;
       void this.#replay();
     }
@@ -620,9 +661,13 @@ export class IngestClient implements EventSink {
   }
 
   /** Never rejects: a spool that cannot be written counts the events as dropped and reports them. */
-  #toSpool(events: CloudEvent[], replaySoon = true): Promise<void> {
+  #toSpool(batch: CloudEvent[], replaySoon = true): Promise<void> {
     const spool = this.#spool;
-    if (!spool || events.length === 0) return Promise.resolve();
+    if (!spool || batch.length === 0) return Promise.resolve();
+    // Only valid events are kept: an invalid one (overflow is not validated yet) is reported once,
+    // here, instead of on every replay; one that JSON cannot hold would fail the whole write.
+    const { events } = this.#prepare(batch);
+    if (events.length === 0) return Promise.resolve();
     const write: Promise<void> = spool
       .append(events)
       .then(
@@ -682,35 +727,33 @@ export class IngestClient implements EventSink {
     let total = 0;
     let skipped = 0;
     for (const [index, file] of files.entries()) {
-      const tasks: Promise<void>[] = [];
+      const tasks: Promise<unknown>[] = [];
       const failuresBefore = this.#spoolWriteFailures;
       let probed = false;
       try {
         const onBatch = async (batch: CloudEvent[]) => {
-          if (this.#stopped) {
-            this.#stats.replayed += batch.length;
-            await this.#toSpool(batch); // delivery is over: hand the rest back to the spool file
-            return;
-          }
-          if (!probed) {
-            // The first batch goes alone, once: if the endpoint is still down, the file stays as it is.
-            probed = true;
-            if (!(await this.#probe(batch))) throw new EndpointDown();
-            return;
-          }
           this.#stats.replayed += batch.length;
+          if (performance.now() > this.#replaySendUntil) {
+            await this.#toSpool(batch); // shutting down: hand the rest back to the spool file
+            return;
+          }
           await this.#acquireSlot();
-          tasks.push(this.#startTask(batch));
+          if (probed) {
+            tasks.push(this.#startTask(batch));
+            return;
+          }
+          // The first batch goes alone, once: if the endpoint is still down, the file stays as it is.
+          probed = true;
+          const outcome = await this.#startTask(batch, true);
+          if (outcome !== "delivered") {
+            this.#stats.replayed -= batch.length; // still in the file, read again next time
+            throw new ReplayStopped(outcome);
+          }
         };
-        const result = { events: 0, skipped: 0, offset: 0 };
-        // Until the file stops growing: a writer that opened it before the claim may add lines while these are sent.
-        do {
-          const part = await spool.read(file, this.#opts.maxBatchSize, onBatch, result.offset);
-          result.events += part.events;
-          result.skipped += part.skipped;
-          result.offset = part.offset;
-          await Promise.allSettled(tasks);
-        } while ((await spool.size(file)) > result.offset);
+        // The batches under way settle before the file is taken as complete: a writer that opened it
+        // before the claim may add lines meanwhile, and they are read too.
+        const result = await spool.read(file, this.#opts.maxBatchSize, onBatch, () => Promise.allSettled(tasks));
+        await Promise.allSettled(tasks);
         await Promise.allSettled([...this.#spoolWrites]);
         if (this.#spoolWriteFailures !== failuresBefore) {
           // Some events could not be re-spooled: keep the file (ids make a second replay safe).
@@ -723,12 +766,14 @@ export class IngestClient implements EventSink {
         skipped += result.skipped;
       } catch (error) {
         await Promise.allSettled(tasks);
-        // Endpoint down: this file and the ones after it wait for the next pass; else just this one.
-        for (const kept of error instanceof EndpointDown ? files.slice(index) : [file]) spool.release(kept);
-        if (error instanceof EndpointDown) {
-          this.#replayLater();
+        if (error instanceof ReplayStopped) {
+          // Endpoint down or misconfigured: this file and the ones after it wait, untouched.
+          for (const kept of files.slice(index)) spool.release(kept);
+          if (error.outcome === "retry-later") this.#replayLater();
           break;
         }
+        spool.release(file);
+        this.#replayLater();
         this.#report(this.#error("spool", `could not replay ${file}: ${(error as Error).message}; it is kept and retried later`, [], error), true);
       }
     }
@@ -737,35 +782,6 @@ export class IngestClient implements EventSink {
     }
     if (total > 0) this.#replayBackoffMs = REPLAY_FIRST_DELAY_MS;
     return total;
-  }
-
-  /**
-   * Sends a replay's first batch in one request, without retries. False when the endpoint is still
-   * unreachable or failing (the batch stays in its file); true when it answered, whatever it said
-   * (a refusal is handled and reported as for any batch).
-   */
-  async #probe(batch: CloudEvent[]): Promise<boolean> {
-    await this.#acquireSlot();
-    try {
-      const { events, body } = this.#prepare(batch);
-      if (events.length === 0) return true;
-      try {
-        await this.#transport.send(body, this.#cutOff.signal);
-      } catch (error) {
-        if (!(error instanceof PermanentError)) {
-          this.#outage = true; // so the end of this pass does not start another at once
-          return false;
-        }
-        this.#stats.replayed += events.length;
-        await this.#narrow(events, body, error);
-        return true;
-      }
-      this.#stats.replayed += events.length;
-      this.#recordSent(events.length);
-      return true;
-    } finally {
-      this.#releaseSlot();
-    }
   }
 
   // --- reporting ------------------------------------------------------------------------------
@@ -799,9 +815,18 @@ export class IngestClient implements EventSink {
 /** First wait before the spool is retried on a timer; doubled after each try, up to the maximum. */
 const REPLAY_FIRST_DELAY_MS = 5_000;
 const REPLAY_MAX_DELAY_MS = 5 * 60_000;
+/** How long replays may send at shutdown or exit before handing the rest back to the spool. */
+const REPLAY_AT_EXIT_MS = 5_000;
 
-/** A replay's probe found the endpoint still down. */
-class EndpointDown extends Error {}
+/** How a delivery ended, for a replay's probe: go on, wait for the endpoint, or wait for a fixed configuration. */
+type ProbeOutcome = "delivered" | "retry-later" | "misconfigured";
+
+/** A replay's probe found the endpoint down or refusing us: the pass stops, its files stay as they are. */
+class ReplayStopped extends Error {
+  constructor(readonly outcome: Exclude<ProbeOutcome, "delivered">) {
+    super(outcome);
+  }
+}
 
 function halves<T>(items: T[]): [T[], T[]] {
   const mid = Math.ceil(items.length / 2);

@@ -1,6 +1,6 @@
 import { createReadStream } from "node:fs";
 import { mkdir, open, readdir, rename, stat, unlink } from "node:fs/promises";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import type { CloudEvent } from "../cloudevent";
 
 export const SPOOL_FILE = "events.jsonl";
@@ -23,8 +23,6 @@ export interface ReadResult {
   events: number;
   /** Lines that were not JSON objects: torn by a crash mid-write, or corrupted. */
   skipped: number;
-  /** Bytes read: where to go on if the file grows (a late writer). */
-  offset: number;
 }
 
 /** Files this process has claimed, whichever client's Spool claimed them (several may share a directory). */
@@ -40,8 +38,12 @@ export class Spool {
   #dirReady: Promise<unknown> | undefined;
   #seq = 0;
 
-  constructor(readonly dir: string) {
-    this.file = join(dir, SPOOL_FILE);
+  readonly dir: string;
+
+  constructor(dir: string) {
+    // Absolute, so two clients naming one directory two ways share one set of claims.
+    this.dir = resolve(dir);
+    this.file = join(this.dir, SPOOL_FILE);
   }
 
   /** Appends events as whole lines in a single write. Rejects on any failure (nothing partial is reported as written). */
@@ -127,14 +129,28 @@ export class Spool {
   }
 
   /**
-   * Streams a claimed file from `from` (a byte offset) in batches; `onBatch` is awaited (backpressure).
-   * Blank lines are ignored, unreadable lines skipped and counted. Reads again if the file grew while
-   * being read. Lines are split as bytes and decoded whole, so a character is never cut in two.
+   * Streams a claimed file in batches; `onBatch` is awaited (backpressure). Blank lines are ignored,
+   * unreadable lines skipped and counted. Each time it reaches the end, it hands over the partial
+   * batch, awaits `settle` (the caller's sends under way), and reads on if the file grew meanwhile:
+   * a writer that opened the file before the claim may still add lines. Lines are split as bytes
+   * and decoded whole, so a character is never cut in two.
    */
-  async read(path: string, batchSize: number, onBatch: (events: CloudEvent[]) => Promise<void>, from = 0): Promise<ReadResult> {
-    const result: ReadResult = { events: 0, skipped: 0, offset: from };
+  async read(
+    path: string,
+    batchSize: number,
+    onBatch: (events: CloudEvent[]) => Promise<void>,
+    settle: () => Promise<unknown> = async () => {},
+  ): Promise<ReadResult> {
+    const result: ReadResult = { events: 0, skipped: 0 };
     let batch: CloudEvent[] = [];
     let rest: Buffer = Buffer.alloc(0);
+    let offset = 0;
+    const handOver = async () => {
+      if (batch.length === 0) return;
+      const full = batch;
+      batch = [];
+      await onBatch(full);
+    };
     const take = async (bytes: Buffer) => {
       const line = bytes.toString("utf8");
       if (line.trim() === "") return;
@@ -151,16 +167,17 @@ export class Spool {
       }
       batch.push(value as CloudEvent);
       result.events++;
-      if (batch.length >= batchSize) {
-        const full = batch;
-        batch = [];
-        await onBatch(full);
-      }
+      if (batch.length >= batchSize) await handOver();
     };
     for (;;) {
-      const size = await this.size(path);
-      if (size <= result.offset) break;
-      for await (const chunk of createReadStream(path, { start: result.offset, end: size - 1 })) {
+      let size = (await stat(path)).size;
+      if (size <= offset) {
+        await handOver();
+        await settle();
+        size = (await stat(path)).size;
+        if (size <= offset) break;
+      }
+      for await (const chunk of createReadStream(path, { start: offset, end: size - 1 })) {
         const data = rest.length > 0 ? Buffer.concat([rest, chunk as Buffer]) : (chunk as Buffer);
         let start = 0;
         for (let newline = data.indexOf(0x0a); newline !== -1; newline = data.indexOf(0x0a, start)) {
@@ -169,11 +186,11 @@ export class Spool {
         }
         rest = data.subarray(start);
       }
-      result.offset = size;
+      offset = size;
     }
-    // A last line without newline: whole if it parses, torn otherwise.
+    // A last line without newline, once the file stopped growing: whole if it parses, torn otherwise.
     await take(rest);
-    if (batch.length > 0) await onBatch(batch);
+    await handOver();
     return result;
   }
 
@@ -192,8 +209,4 @@ export class Spool {
     claimedHere.delete(path);
   }
 
-  /** The size of a claimed file now: a writer that opened it before the claim may still have added to it. */
-  async size(path: string): Promise<number> {
-    return (await stat(path)).size;
-  }
 }

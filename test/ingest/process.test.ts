@@ -93,6 +93,20 @@ describe("in a real process", () => {
     expect(readdirSync(dir)).toEqual([]);
   });
 
+  it("a script that ends during an outage spools what it holds and exits, without probing the spool again", async () => {
+    const s = await server();
+    s.setMode("down");
+    const dir = tempDir();
+    const r = run("client-process.ts", { URL: s.url, SPOOL: dir, COUNT: "25", PREFIX: "down", AFTER: "end", RETRIES: "0" });
+    const { code } = await r.exited;
+    expect(code, r.stderr()).toBe(0);
+    expect(s.requests).toHaveLength(3); // the three live batches of 10, 10 and 5; no probe after them
+    const kept = readdirSync(dir).flatMap((name) =>
+      readFileSync(join(dir, name), "utf8").split("\n").filter((line) => line.trim() !== "").map((line) => (JSON.parse(line) as { id: string }).id),
+    );
+    expect(kept.sort()).toEqual(ids("down", 25).sort());
+  });
+
   it("SIGKILL during an outage with a spool loses nothing: later processes replay it, even a dead replayer's claim", async () => {
     const s = await server();
     const dir = tempDir();

@@ -1,6 +1,6 @@
 import { appendFileSync, closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import { spawnSync } from "node:child_process";
 import { afterEach, describe, expect, it } from "vitest";
 import { IngestClient } from "langchain-openmeter";
@@ -344,5 +344,153 @@ describe("spool", () => {
     expect(await c.replaySpool()).toBe(30);
     expect(state.accepted.sort()).toEqual(events.map((e) => e.id).sort());
     expect(readdirSync(dir)).toEqual([]);
+  });
+});
+
+describe("replay", () => {
+  /** A spool file holding these events, as a previous run left it. */
+  function spoolWith(dir: string, events: ReturnType<typeof makeEvents>) {
+    writeFileSync(join(dir, "events.jsonl"), events.map((e) => JSON.stringify(e)).join("\n") + "\n");
+  }
+
+  it("flush() during a replay's probe still waits for what it was asked to deliver", async () => {
+    const dir = tempDir();
+    spoolWith(dir, makeEvents(1));
+    const state = { accepted: [] as string[] };
+    const server = await startPlainServer((_req, res, body) => {
+      setTimeout(() => {
+        state.accepted.push(...bodyIds(body));
+        res.writeHead(204).end();
+      }, 500);
+    });
+    cleanup.push(() => server.close());
+    const { client: c } = client(server.url, dir, { maxConcurrency: 1 });
+    await until(() => server.requests.length === 1); // the probe of the spool is under way
+    const fresh = makeEvents(1);
+    c.enqueue(fresh);
+    await c.flush();
+    expect(state.accepted).toContain(fresh[0]!.id);
+    expect(c.stats()).toMatchObject({ queueDepth: 0, inFlight: 0 });
+  });
+
+  it("after a failed probe, live successes do not probe again before the wait (here Retry-After) is over", async () => {
+    const dir = tempDir();
+    spoolWith(dir, makeEvents(3, "old"));
+    // Spooled events meet a rate limit; live ones go through.
+    const server = await startPlainServer((_req, res, body) => {
+      if (bodyIds(body).some((id) => id.startsWith("old"))) res.writeHead(429, { "retry-after": "60" }).end();
+      else res.writeHead(204).end();
+    });
+    cleanup.push(() => server.close());
+    const { client: c } = client(server.url, dir, { flushIntervalMs: 10 });
+    await until(() => server.requests.length === 1);
+    for (let i = 0; i < 20; i++) {
+      c.enqueue(makeEvents(1));
+      await c.flush(); // a live success each time
+    }
+    const probes = server.requests.filter((r) => bodyIds(r.body).some((id) => id.startsWith("old")));
+    expect(probes).toHaveLength(1);
+    expect(c.stats().sent).toBe(20);
+  });
+
+  it("one directory named two ways by two clients of one process: nothing sent twice", async () => {
+    const dir = tempDir();
+    const events = makeEvents(40);
+    spoolWith(dir, events);
+    const state = { accepted: [] as string[] };
+    const server = await startPlainServer((_req, res, body) => {
+      state.accepted.push(...bodyIds(body));
+      setTimeout(() => res.writeHead(204).end(), 50);
+    });
+    cleanup.push(() => server.close());
+    const a = client(server.url, dir, { maxBatchSize: 5, maxConcurrency: 1 });
+    await until(() => state.accepted.length >= 5);
+    const b = client(server.url, relative(process.cwd(), dir), { maxBatchSize: 5, maxConcurrency: 1 });
+    await b.client.replaySpool();
+    await until(() => state.accepted.length >= 40);
+    await Promise.all([a.client.shutdown(), b.client.shutdown()]);
+    expect(state.accepted.sort()).toEqual(events.map((e) => e.id).sort());
+  });
+
+  it("shutdown during an outage costs no extra probe: the spooled events simply wait for the next start", async () => {
+    const dir = tempDir();
+    const { server } = await switchable(false);
+    const { client: c } = client(server.url, dir, { retry: { retries: 0, minDelayMs: 1, maxDelayMs: 1 } });
+    c.enqueue(makeEvents(4));
+    await c.flush();
+    const before = server.requests.length;
+    await c.shutdown();
+    expect(server.requests).toHaveLength(before);
+    expect(allSpooledIds(dir)).toHaveLength(4);
+  });
+
+  it("a long backlog at shutdown: replays send for a few seconds, then hand the rest back; nothing lost", async () => {
+    const dir = tempDir();
+    const events = makeEvents(4000);
+    spoolWith(dir, events);
+    const state = { accepted: [] as string[] };
+    const server = await startPlainServer((_req, res, body) => {
+      setTimeout(() => {
+        state.accepted.push(...bodyIds(body));
+        res.writeHead(204).end();
+      }, 100); // 10 events a request, 4 at once: the backlog would take 10 s
+    });
+    cleanup.push(() => server.close());
+    const { client: c } = client(server.url, dir, { maxBatchSize: 10 });
+    await until(() => state.accepted.length > 0);
+    const started = performance.now();
+    await c.shutdown();
+    expect(performance.now() - started).toBeLessThan(8000);
+    const kept = allSpooledIds(dir);
+    expect(kept.length).toBeGreaterThan(0);
+    expect(new Set([...state.accepted, ...kept])).toEqual(new Set(events.map((e) => e.id)));
+  }, 20_000);
+
+  it("events that are not valid are reported once when they would be spooled, and never written there", async () => {
+    const dir = tempDir();
+    const { server } = await switchable(false);
+    const { client: c, rec } = client(server.url, dir, { maxQueueSize: 1, retry: { retries: 0, minDelayMs: 1, maxDelayMs: 1 } });
+    const [good, other] = makeEvents(2);
+    c.enqueue([good!, { ...other!, data: { n: 1n } } as never]); // the second overflows into the spool
+    await c.flush();
+    await c.replaySpool(); // the endpoint is down: the probe fails, the file stays
+    expect(rec.errors.filter((e) => e.kind === "invalid-event").map((e) => e.events.length)).toEqual([1]);
+    expect(allSpooledIds(dir)).toEqual([good!.id]);
+  });
+
+  it("a wrong key at replay: reported once, the spool left untouched for a restart with the right key", async () => {
+    const dir = tempDir();
+    const events = makeEvents(30);
+    spoolWith(dir, events);
+    const server = await startPlainServer((_req, res) => res.writeHead(401, { "content-type": "application/problem+json" }).end('{"detail":"bad token"}'));
+    cleanup.push(() => server.close());
+    const { client: c, rec } = client(server.url, dir, { maxBatchSize: 10 });
+    await until(() => server.requests.length === 1);
+    await c.flush();
+    expect(server.requests).toHaveLength(1); // one probe, not a request per batch
+    expect(rec.errors.map((e) => [e.kind, e.status])).toEqual([["rejected", 401]]);
+    expect(rec.errors[0]!.message).toMatch(/replaying the spool: .*check apiKey.*its events stay there/);
+    expect(allSpooledIds(dir).sort()).toEqual(events.map((e) => e.id).sort());
+    expect(c.stats()).toMatchObject({ replayed: 0, failed: 0, spooled: 0 });
+  });
+
+  it("a last line still being written when the reader reaches it is read whole once the writer finishes", async () => {
+    const dir = tempDir();
+    const file = join(dir, "x.replaying");
+    const [a, b] = makeEvents(2);
+    const second = Buffer.from(JSON.stringify(b) + "\n");
+    writeFileSync(file, Buffer.concat([Buffer.from(JSON.stringify(a) + "\n"), second.subarray(0, 20)]));
+    const ids: string[] = [];
+    let settled = 0;
+    const result = await new Spool(dir).read(
+      file,
+      10,
+      async (batch) => void ids.push(...batch.map((e) => e.id)),
+      async () => {
+        if (settled++ === 0) appendFileSync(file, second.subarray(20)); // the writer finishes while sends settle
+      },
+    );
+    expect(ids).toEqual([a!.id, b!.id]);
+    expect(result).toEqual({ events: 2, skipped: 0 });
   });
 });
