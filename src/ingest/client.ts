@@ -337,12 +337,12 @@ export class IngestClient implements EventSink {
   async #deliver(batch: CloudEvent[], probe: boolean): Promise<ProbeOutcome> {
     try {
       const { events, body } = this.#prepare(batch);
-      if (events.length === 0) return "delivered";
+      if (events.length === 0) return "handled";
       this.#stats.inFlight += events.length;
       try {
         if (probe) return await this.#sendOnce(events, body);
         await this.#sendSplitting(events, body);
-        return "delivered";
+        return "handled";
       } finally {
         this.#stats.inFlight -= events.length;
       }
@@ -351,7 +351,7 @@ export class IngestClient implements EventSink {
       this.#logger.error(`unexpected error delivering ${batch.length} event(s): ${String(error)}`);
       if (probe) return "retry-later"; // they are still in their spool file
       await this.#spoolOrFail(batch, error);
-      return "delivered";
+      return "handled";
     }
   }
 
@@ -360,8 +360,8 @@ export class IngestClient implements EventSink {
       await this.#transport.send(body, this.#cutOff.signal);
     } catch (error) {
       if (error instanceof PermanentError && !isConfigurationProblem(error.status)) {
-        await this.#narrow(events, body, error); // a refusal of these events, not of us: handled as any batch's
-        return "delivered";
+        await this.#narrow(events, body, error); // these events refused, not us: as for any batch
+        return "handled";
       }
       this.#outage = true;
       if (error instanceof PermanentError) {
@@ -374,7 +374,7 @@ export class IngestClient implements EventSink {
       return "retry-later";
     }
     this.#recordSent(events.length);
-    return "delivered";
+    return "handled";
   }
 
   /** Validation happens here, off the enqueue path; one bad event must not fail its whole batch. */
@@ -745,7 +745,7 @@ export class IngestClient implements EventSink {
           // The first batch goes alone, once: if the endpoint is still down, the file stays as it is.
           probed = true;
           const outcome = await this.#startTask(batch, true);
-          if (outcome !== "delivered") {
+          if (outcome !== "handled") {
             this.#stats.replayed -= batch.length; // still in the file, read again next time
             throw new ReplayStopped(outcome);
           }
@@ -818,12 +818,15 @@ const REPLAY_MAX_DELAY_MS = 5 * 60_000;
 /** How long replays may send at shutdown or exit before handing the rest back to the spool. */
 const REPLAY_AT_EXIT_MS = 5_000;
 
-/** How a delivery ended, for a replay's probe: go on, wait for the endpoint, or wait for a fixed configuration. */
-type ProbeOutcome = "delivered" | "retry-later" | "misconfigured";
+/**
+ * How a delivery ended, for a replay's probe: handled (delivered, or refused and reported: go on),
+ * the endpoint down (try later), or refusing our key or url (wait for a fixed configuration).
+ */
+type ProbeOutcome = "handled" | "retry-later" | "misconfigured";
 
 /** A replay's probe found the endpoint down or refusing us: the pass stops, its files stay as they are. */
 class ReplayStopped extends Error {
-  constructor(readonly outcome: Exclude<ProbeOutcome, "delivered">) {
+  constructor(readonly outcome: Exclude<ProbeOutcome, "handled">) {
     super(outcome);
   }
 }
