@@ -228,19 +228,17 @@ describe("ending the example agent (Ctrl-C, signals, an unreachable endpoint)", 
 
   it("an unreachable API_URL: says it is delivering, gives up after a deadline, and says what was not delivered", async () => {
     const url = `http://127.0.0.1:${await closedPort()}/api/v1/events`;
-    const started = performance.now();
     const session = startExample({ API_URL: url });
     session.child.stdin!.end("What is 1+1?\n");
-    const { code, timedOut, output, stderr } = await session.exit(25_000);
-    const seconds = (performance.now() - started) / 1000;
+    const { code, timedOut, output, stderr } = await session.exit(60_000); // not the ~90 s of the default retries
     expect(timedOut, output).toBe(false);
-    expect(seconds).toBeLessThan(25); // not the ~90 s of the default retries
     expect(output).toContain("delivering 2 events… (Ctrl-C to give up)");
+    expect(output).toMatch(/gave up after 10 s/);
     expect(output).toContain(`Delivered 0 of 2 events to ${url}.`);
     expect(output).toMatch(/not delivered: 2 events \(endpoint unreachable: .*ECONNREFUSED/);
     expect(output.slice(output.indexOf("Invoice preview"))).toContain("2 of these events were not delivered");
     expect(code, `${output}\n${stderr}`).toBe(1); // metered usage was lost: a script running the example can tell
-  }, 30_000);
+  }, 70_000);
 
   it("an unreachable API_URL: Ctrl-C while delivering gives up at once and still says what was not delivered", async () => {
     const url = `http://127.0.0.1:${await closedPort()}/api/v1/events`;
@@ -248,9 +246,9 @@ describe("ending the example agent (Ctrl-C, signals, an unreachable endpoint)", 
     session.child.stdin!.end("What is 1+1?\n");
     await session.waitFor(/delivering 2 events/);
     session.child.kill("SIGINT");
-    const { code, timedOut, output } = await session.exit(5_000);
+    const { code, timedOut, output } = await session.exit(20_000);
     expect(timedOut, output).toBe(false);
-    expect(output).toMatch(/not delivered: 2 events \(.*gave up/);
+    expect(output).toMatch(/not delivered: 2 events \(.*gave up by Ctrl-C\)/); // not by the 10 s deadline
     expect(count(output, /Invoice preview/)).toBe(1);
     expect(code, output).toBe(1);
   }, 30_000);
