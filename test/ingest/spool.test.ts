@@ -26,16 +26,28 @@ async function until(check: () => boolean, timeoutMs = 5000): Promise<void> {
   }
 }
 
-/** A server that can be switched between down (503) and up, recording accepted ids. */
-async function switchable(up = true) {
+/**
+ * A server that can be switched between down (503) and up, recording the ids it acknowledges.
+ * With `delayMs` it answers (and records) that much later: a slow endpoint with no de-duplication.
+ */
+async function switchable(up = true, delayMs = 0) {
   const state = { up, accepted: [] as string[] };
   const server = await startPlainServer((_req, res, body) => {
     if (!state.up) return void res.writeHead(503).end();
-    state.accepted.push(...bodyIds(body));
-    res.writeHead(204).end();
+    const accept = () => {
+      state.accepted.push(...bodyIds(body));
+      res.writeHead(204).end();
+    };
+    if (delayMs > 0) setTimeout(accept, delayMs);
+    else accept();
   });
   cleanup.push(() => server.close());
   return { server, state };
+}
+
+/** A spool file holding these events, as a previous run left it. */
+function spoolWith(dir: string, events: ReturnType<typeof makeEvents>): void {
+  writeFileSync(join(dir, "events.jsonl"), events.map((e) => JSON.stringify(e)).join("\n") + "\n");
 }
 
 function client(url: string, spoolDir: string, extra: Record<string, unknown> = {}) {
@@ -101,7 +113,7 @@ describe("spool", () => {
   it("replays on construction, in the background", async () => {
     const dir = tempDir();
     const events = makeEvents(4);
-    writeFileSync(join(dir, "events.jsonl"), events.map((e) => JSON.stringify(e)).join("\n") + "\n");
+    spoolWith(dir, events);
     const { server, state } = await switchable();
     const { client: c } = client(server.url, dir);
     expect(c.stats().replayed).toBe(0); // the constructor did not block on the file
@@ -195,7 +207,7 @@ describe("spool", () => {
   it("two clients replaying the same directory never send the same file twice", async () => {
     const dir = tempDir();
     const events = makeEvents(50);
-    writeFileSync(join(dir, "events.jsonl"), events.map((e) => JSON.stringify(e)).join("\n") + "\n");
+    spoolWith(dir, events);
     const { server, state } = await switchable();
     const a = client(server.url, dir, { maxBatchSize: 5 }).client;
     const b = client(server.url, dir, { maxBatchSize: 5 }).client;
@@ -230,14 +242,9 @@ describe("spool", () => {
   it("two clients of one process sharing spoolDir: a claim under way is not taken again by the other", async () => {
     const dir = tempDir();
     const events = makeEvents(60);
-    writeFileSync(join(dir, "events.jsonl"), events.map((e) => JSON.stringify(e)).join("\n") + "\n");
-    const state = { accepted: [] as string[] };
+    spoolWith(dir, events);
     // A slow endpoint with no de-duplication: a second replay of the same file would double-bill.
-    const server = await startPlainServer((_req, res, body) => {
-      state.accepted.push(...bodyIds(body));
-      setTimeout(() => res.writeHead(204).end(), 100);
-    });
-    cleanup.push(() => server.close());
+    const { server, state } = await switchable(true, 100);
     const a = client(server.url, dir, { maxBatchSize: 10, maxConcurrency: 1 });
     await until(() => state.accepted.length >= 10); // a's replay is under way
     const b = client(server.url, dir, { maxBatchSize: 10, maxConcurrency: 1 });
@@ -254,15 +261,10 @@ describe("spool", () => {
     const early = makeEvents(3);
     const late = makeEvents(2);
     writeFileSync(join(dir, "events.jsonl"), "\n" + early.map((e) => JSON.stringify(e)).join("\n") + "\n");
-    const state = { accepted: [] as string[] };
-    const server = await startPlainServer((_req, res, body) => {
-      state.accepted.push(...bodyIds(body));
-      setTimeout(() => res.writeHead(204).end(), 300); // delivery outlasts the claim's grace
-    });
-    cleanup.push(() => server.close());
+    const { server, state } = await switchable(true, 300); // delivery outlasts the claim's grace
     const fd = openSync(join(dir, "events.jsonl"), "a"); // another process's writer, opened before the claim
     const { client: c } = client(server.url, dir);
-    await until(() => state.accepted.length >= 3); // claimed, read, and being delivered
+    await until(() => server.requests.length >= 1); // claimed, read, and being delivered
     writeSync(fd, "\n" + late.map((e) => JSON.stringify(e)).join("\n") + "\n");
     closeSync(fd);
     await until(() => state.accepted.length >= 5);
@@ -330,7 +332,7 @@ describe("spool", () => {
   it("a replay while the endpoint is still down costs one request and leaves the file as it is", async () => {
     const dir = tempDir();
     const events = makeEvents(30);
-    writeFileSync(join(dir, "events.jsonl"), events.map((e) => JSON.stringify(e)).join("\n") + "\n");
+    spoolWith(dir, events);
     const { server, state } = await switchable(false);
     const { client: c, rec } = client(server.url, dir, { maxBatchSize: 10, retry: { retries: 5, minDelayMs: 1, maxDelayMs: 1 } });
     await until(() => server.requests.length >= 1); // the replay at construction probes
@@ -348,22 +350,10 @@ describe("spool", () => {
 });
 
 describe("replay", () => {
-  /** A spool file holding these events, as a previous run left it. */
-  function spoolWith(dir: string, events: ReturnType<typeof makeEvents>) {
-    writeFileSync(join(dir, "events.jsonl"), events.map((e) => JSON.stringify(e)).join("\n") + "\n");
-  }
-
   it("flush() during a replay's probe still waits for what it was asked to deliver", async () => {
     const dir = tempDir();
     spoolWith(dir, makeEvents(1));
-    const state = { accepted: [] as string[] };
-    const server = await startPlainServer((_req, res, body) => {
-      setTimeout(() => {
-        state.accepted.push(...bodyIds(body));
-        res.writeHead(204).end();
-      }, 500);
-    });
-    cleanup.push(() => server.close());
+    const { server, state } = await switchable(true, 500);
     const { client: c } = client(server.url, dir, { maxConcurrency: 1 });
     await until(() => server.requests.length === 1); // the probe of the spool is under way
     const fresh = makeEvents(1);
@@ -397,12 +387,7 @@ describe("replay", () => {
     const dir = tempDir();
     const events = makeEvents(40);
     spoolWith(dir, events);
-    const state = { accepted: [] as string[] };
-    const server = await startPlainServer((_req, res, body) => {
-      state.accepted.push(...bodyIds(body));
-      setTimeout(() => res.writeHead(204).end(), 50);
-    });
-    cleanup.push(() => server.close());
+    const { server, state } = await switchable(true, 50);
     const a = client(server.url, dir, { maxBatchSize: 5, maxConcurrency: 1 });
     await until(() => state.accepted.length >= 5);
     const b = client(server.url, relative(process.cwd(), dir), { maxBatchSize: 5, maxConcurrency: 1 });
@@ -428,14 +413,7 @@ describe("replay", () => {
     const dir = tempDir();
     const events = makeEvents(4000);
     spoolWith(dir, events);
-    const state = { accepted: [] as string[] };
-    const server = await startPlainServer((_req, res, body) => {
-      setTimeout(() => {
-        state.accepted.push(...bodyIds(body));
-        res.writeHead(204).end();
-      }, 100); // 10 events a request, 4 at once: the backlog would take 10 s
-    });
-    cleanup.push(() => server.close());
+    const { server, state } = await switchable(true, 100); // 10 events a request, 4 at once: the backlog would take 10 s
     const { client: c } = client(server.url, dir, { maxBatchSize: 10 });
     await until(() => state.accepted.length > 0);
     await c.shutdown();
