@@ -13,3 +13,4 @@ export type { IngestErrorKind } from "./ingest/errors";
 export type { IngestOptions, RetryOptions } from "./ingest/options";
 export type { EventSink, FlushOptions } from "./ingest/sink";
 export type { Logger } from "./logger";
+export type { Clock, ClockTimer } from "./clock";

@@ -11,3 +11,4 @@ export {
   type ScriptedResponse,
   type TokenTotals,
 } from "./openmeter-server";
+export { TestClock } from "./clock";

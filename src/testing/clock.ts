@@ -1,0 +1,102 @@
+import type { Clock, ClockTimer } from "../clock";
+
+interface Pending {
+  id: number;
+  due: number;
+  callback: () => void;
+}
+
+/**
+ * A clock that moves only when told to. Pass it as `clock` to an `IngestClient` or a
+ * `MeteringCallbackHandler` (and to `startOpenMeterServer`), then `await clock.advance(ms)`: timers
+ * due in that span fire in order, and between two of them the event loop turns, so promise chains and
+ * finished socket I/O run before the next timer (a retry scheduled by a failed request fires in the
+ * same `advance` if it falls inside it).
+ *
+ * @example
+ * const clock = new TestClock();
+ * const client = new IngestClient({ url: server.url, clock, flushIntervalMs: 1000 });
+ * client.enqueue(event);
+ * await clock.advance(1000); // the batch is due now, without a second of waiting
+ */
+export class TestClock implements Clock {
+  #now: number;
+  #wall: number;
+  #seq = 0;
+  readonly #timers = new Map<number, Pending>();
+
+  /** `now` starts at 0 and `wallNow` at the real time of creation unless given. */
+  constructor(start: { now?: number; wall?: number } = {}) {
+    this.#now = start.now ?? 0;
+    this.#wall = start.wall ?? Date.now();
+  }
+
+  now(): number {
+    return this.#now;
+  }
+
+  wallNow(): number {
+    return this.#wall;
+  }
+
+  setTimeout(callback: () => void, ms: number): ClockTimer {
+    const id = ++this.#seq;
+    this.#timers.set(id, { id, due: this.#now + Math.max(0, ms), callback });
+    return { clear: () => void this.#timers.delete(id), ref: () => {}, unref: () => {} };
+  }
+
+  /** Timers waiting to fire. */
+  get pendingTimers(): number {
+    return this.#timers.size;
+  }
+
+  /** When the next timer is due, or undefined when none is pending. */
+  get nextDue(): number | undefined {
+    return this.#earliest()?.due;
+  }
+
+  /**
+   * Moves time forward by `ms`, firing every timer due on the way (also those that the fired ones
+   * set, while they fall inside the span), then lets the event loop turn.
+   */
+  async advance(ms: number): Promise<void> {
+    if (!(ms >= 0)) throw new RangeError(`TestClock.advance: ms must be >= 0, got ${ms}`);
+    const target = this.#now + ms;
+    await settle();
+    for (let next = this.#earliest(); next !== undefined && next.due <= target; next = this.#earliest()) {
+      this.#moveTo(next.due);
+      this.#timers.delete(next.id);
+      next.callback();
+      await settle();
+    }
+    this.#moveTo(target);
+    await settle();
+  }
+
+  /** Moves time to the next pending timer and fires it (and any due at the same time); false when none. */
+  async next(): Promise<boolean> {
+    const next = this.#earliest();
+    if (next === undefined) return false;
+    await this.advance(next.due - this.#now);
+    return true;
+  }
+
+  #moveTo(time: number): void {
+    if (time <= this.#now) return;
+    this.#wall += time - this.#now;
+    this.#now = time;
+  }
+
+  #earliest(): Pending | undefined {
+    let earliest: Pending | undefined;
+    for (const timer of this.#timers.values()) {
+      if (earliest === undefined || timer.due < earliest.due || (timer.due === earliest.due && timer.id < earliest.id)) earliest = timer;
+    }
+    return earliest;
+  }
+}
+
+/** A few turns of the event loop: promise chains settle, finished I/O callbacks run. */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 3; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+}
