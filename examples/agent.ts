@@ -67,7 +67,7 @@ async function main(): Promise<void> {
       client.enqueue(events);
     },
     flush: (options) => client.flush(options),
-    shutdown: () => client.shutdown(),
+    shutdown: (options) => client.shutdown(options),
     stats: () => client.stats(), // so handler.stats().delivery says what was delivered
   };
   const handler = new MeteringCallbackHandler({ client: printingClient });
@@ -152,7 +152,7 @@ async function main(): Promise<void> {
   printEvents();
   const pending = () => {
     const delivery = handler.stats().delivery;
-    return delivery ? delivery.queueDepth + delivery.inFlight : 0;
+    return delivery ? delivery.pending.memory + delivery.pending.disk : 0;
   };
   const flushed = handler.flush({ timeoutMs: DELIVERY_DEADLINE_MS }).then(() => "flushed" as const);
   // Said only when delivery takes a moment, so the usual run (delivered in milliseconds) stays quiet.
@@ -165,17 +165,17 @@ async function main(): Promise<void> {
   clearTimeout(notice);
 
   const delivery = handler.stats().delivery!;
-  const undelivered = delivery.queueDepth + delivery.inFlight + delivery.failed + delivery.dropped;
+  const undelivered = delivery.pending.memory + delivery.pending.disk + delivery.refused + delivery.dropped;
   const where = localServer ? "the local endpoint" : url;
   if (undelivered === 0) {
     // Everything is delivered: a clean shutdown is quick.
     await handler.shutdown();
     await client.shutdown();
-    console.log(`\nDelivered ${delivery.sent} events in ${delivery.batches} request(s) to ${where}.`);
+    console.log(`\nDelivered ${delivery.delivered} events in ${delivery.batches} request(s) to ${where}.`);
   } else {
     // Not shut down: that would wait for the retries all over again. The process exits below instead.
     const why = outcome === "flushed" ? `gave up after ${DELIVERY_DEADLINE_MS / 1000} s` : `gave up by ${outcome}`;
-    console.log(`\nDelivered ${delivery.sent} of ${delivery.enqueued} events to ${where}.`);
+    console.log(`\nDelivered ${delivery.delivered} of ${delivery.enqueued} events to ${where}.`);
     console.log(`not delivered: ${undelivered} events (${describeProblem(lastProblem)}; ${why})`);
   }
   const totals = localServer ? totalsFrom(localServer) : handedOver;

@@ -95,7 +95,7 @@ async function main() {
     await server.close();
   }
 
-  // Spool: the endpoint is down; events wait on disk and are replayed by the next client.
+  // Spool: the endpoint is down; events wait on disk and the next client delivers them.
   {
     const server = await startOpenMeterServer();
     server.setMode("down");
@@ -103,10 +103,11 @@ async function main() {
     const handler = new MeteringCallbackHandler({ url: server.url, spoolDir, logger: quiet, retry: { retries: 1, minDelayMs: 50, maxDelayMs: 100 } });
     await model.invoke("What is 5-1?", { callbacks: [handler], metadata: { subject: "acme" } });
     await handler.shutdown();
-    console.log(`\n## Spool\n  endpoint down: ${handler.stats().delivery?.spooled} events spooled in ${spoolDir}`);
+    console.log(`\n## Spool\n  endpoint down: ${handler.stats().delivery?.pending.disk} events wait on disk in ${spoolDir}`);
     server.setMode("ok");
     const next = new IngestClient({ url: server.url, spoolDir });
-    console.log(`  endpoint back: ${await next.replaySpool()} events replayed, and received:`);
+    await next.flush();
+    console.log(`  endpoint back: the next client delivered ${next.stats().recovered} events left by the first, and the endpoint received:`);
     await next.shutdown();
     for (const e of server.events) console.log(`  ${e.subject} ${e.source} ${e.type} ${JSON.stringify(e.data)}`);
     await server.close();

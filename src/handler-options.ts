@@ -2,7 +2,9 @@ import { z } from "zod";
 import type { EventSink } from "./ingest/sink";
 import type { Logger } from "./logger";
 import type { MetadataPolicy } from "./metadata";
-import { ingestOptionsShape, parseOptions, refineIngestOptions, type IngestOptions } from "./ingest/options";
+import type { Clock } from "./clock";
+import { ingestOptionsShape, refineIngestOptions, type IngestOptions } from "./ingest/options";
+import { parseOptions } from "./option-errors";
 import { checkSubject, type SubjectResolver } from "./subject";
 
 /** What the handler itself decides: how runs become events. Delivery options go to the ingest client. */
@@ -91,6 +93,20 @@ const ownClientSchema = z.strictObject({ ...ingestOptionsShape, ...meteringEvent
 export type ResolvedEventOptions = z.output<typeof eventOptionsSchema>;
 
 const INGEST_OPTION_NAMES = Object.keys(ingestOptionsShape);
+/** Ingest options the handler uses itself, so they are allowed beside `client` too. */
+const SHARED_OPTION_NAMES = ["logger", "clock", "shutdownTimeoutMs", "handleSignals"];
+const sharedSchema = z.object({
+  clock: ingestOptionsShape.clock,
+  shutdownTimeoutMs: ingestOptionsShape.shutdownTimeoutMs,
+  handleSignals: ingestOptionsShape.handleSignals,
+});
+
+/** What the handler itself needs of the process's lifecycle. */
+export interface LifecycleSettings {
+  clock: Clock | undefined;
+  shutdownTimeoutMs: number;
+  handleSignals: boolean;
+}
 
 /**
  * Validates the handler's options; throws one TypeError naming every option to fix. Returns the
@@ -99,23 +115,34 @@ const INGEST_OPTION_NAMES = Object.keys(ingestOptionsShape);
 export function parseHandlerOptions(options: Record<string, unknown>): {
   events: ResolvedEventOptions;
   ingest: IngestOptions | undefined;
+  lifecycle: LifecycleSettings;
 } {
   const label = "MeteringCallbackHandler";
   if (options.client === undefined) {
     const parsed = parseOptions(ownClientSchema, options, label);
     const ingest = Object.fromEntries(Object.entries(options).filter(([key]) => INGEST_OPTION_NAMES.includes(key)));
-    return { events: parseOptions(eventOptionsSchema, pick(parsed, meteringEventOptionsShape), label), ingest: ingest as IngestOptions };
+    return {
+      events: parseOptions(eventOptionsSchema, pick(parsed, meteringEventOptionsShape), label),
+      ingest: ingest as unknown as IngestOptions,
+      lifecycle: { clock: parsed.clock, shutdownTimeoutMs: parsed.shutdownTimeoutMs, handleSignals: parsed.handleSignals },
+    };
   }
-  const stray = Object.keys(options).filter((key) => INGEST_OPTION_NAMES.includes(key) && key !== "logger");
+  const stray = Object.keys(options).filter((key) => INGEST_OPTION_NAMES.includes(key) && !SHARED_OPTION_NAMES.includes(key));
   if (stray.length > 0) {
     throw new TypeError(
       `${label}: ${stray.map((key) => `\`${key}\``).join(", ")} configure the ingest client this handler would create, ` +
         "but `client` was given: set them on that client instead",
     );
   }
-  return { events: parseOptions(eventOptionsSchema, options, label), ingest: undefined };
+  const events = parseOptions(eventOptionsSchema, omit(options, SHARED_OPTION_NAMES.filter((key) => key !== "logger")), label);
+  const shared = parseOptions(sharedSchema, pick(options, sharedSchema.shape), label);
+  return { events, ingest: undefined, lifecycle: { clock: shared.clock, shutdownTimeoutMs: shared.shutdownTimeoutMs, handleSignals: shared.handleSignals } };
 }
 
 function pick(values: Record<string, unknown>, shape: object): Record<string, unknown> {
   return Object.fromEntries(Object.entries(values).filter(([key]) => key in shape));
+}
+
+function omit(values: Record<string, unknown>, keys: readonly string[]): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(values).filter(([key]) => !keys.includes(key)));
 }

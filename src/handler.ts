@@ -7,7 +7,8 @@ import { buildUsageEvents, RESERVED_DATA_KEYS, type UsageEvent } from "./events"
 import { parseHandlerOptions, type MeteringEventOptions, type ResolvedEventOptions } from "./handler-options";
 import { IngestClient, type IngestStats } from "./ingest/client";
 import { IngestError } from "./ingest/errors";
-import { registerExitHooks } from "./ingest/exit";
+import { joinLifecycle } from "./ingest/lifecycle";
+import { type Clock, type ClockTimer, systemClock } from "./clock";
 import type { IngestOptions } from "./ingest/options";
 import type { EventSink, FlushOptions } from "./ingest/sink";
 import { consoleLogger, OnceLogger } from "./logger";
@@ -17,10 +18,8 @@ import { correctStreamedUsage, streamEventsOverCount, StreamUsageTracker } from 
 import { checkSubject, type SubjectCheck } from "./subject";
 import { extractUsage } from "./usage";
 
+/** The handler's options: how runs become events, and (unless `client` is given) the ingest client's. */
 export type MeteringCallbackHandlerOptions = MeteringEventOptions & Partial<IngestOptions>;
-
-/** How long shutdown() waits for model calls already under way to end. */
-const SHUTDOWN_GRACE_MS = 5_000;
 
 /** A model run between its start and end callbacks: what the end callback no longer carries. */
 interface ModelRun {
@@ -76,10 +75,16 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
   readonly #warnings: OnceLogger;
   readonly #models: RunRegistry<ModelRun>;
   readonly #stats = { metered: 0, missingSubject: 0, missingUsage: 0, cacheHits: 0, failed: 0, abandoned: 0, lateEnds: 0 };
+  /** Later starts are not metered (shutdown finished draining). */
   #closed = false;
   #clientClosed = false;
+  #shutdown: Promise<void> | undefined;
+  readonly #clock: Clock;
+  readonly #shutdownTimeoutMs: number;
+  /** Resolved whenever the last open run ends (shutdown's drain waits on it). */
+  #runsEnded: Array<() => void> = [];
   readonly #signalParticipant = { onSignal: () => this.shutdown() };
-  #unregisterSignals: (() => void) | undefined;
+  #leaveLifecycle: (() => void) | undefined;
   readonly #onError: ((error: IngestError) => void) | undefined;
 
   constructor(options: MeteringCallbackHandlerOptions);
@@ -101,16 +106,17 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
       ignoreCustomEvent: true,
     });
 
-    const { events, ingest } = parseHandlerOptions(normaliseArguments(urlOrOptions, apiKey, rest));
+    const { events, ingest, lifecycle } = parseHandlerOptions(normaliseArguments(urlOrOptions, apiKey, rest));
     this.#options = events;
     const logger = events.logger ?? consoleLogger;
     this.#warnings = new OnceLogger(logger);
     this.#ownsClient = events.client === undefined;
     this.#onError = ingest?.onError;
-    // On SIGTERM/SIGINT the handler, not its client, shuts down: calls under way get their grace.
-    const handleSignals = this.#ownsClient && ingest?.handleSignals === true;
-    this.client = events.client ?? new IngestClient({ ...(ingest as IngestOptions), ...(handleSignals ? { handleSignals: false } : {}) });
-    if (handleSignals) this.#unregisterSignals = registerExitHooks(this.#signalParticipant, { flushOnExit: false, handleSignals: true });
+    this.#clock = lifecycle.clock ?? systemClock;
+    this.#shutdownTimeoutMs = lifecycle.shutdownTimeoutMs;
+    // On SIGTERM/SIGINT the handler, not its client, shuts down: calls under way are waited for and billed.
+    this.client = events.client ?? new IngestClient({ ...(ingest as IngestOptions), handleSignals: false });
+    if (lifecycle.handleSignals) this.#leaveLifecycle = joinLifecycle(this.#signalParticipant, { signals: true });
 
     this.#models = new RunRegistry(this.#options.runTimeoutMs);
     streamEventsOverCount(); // reads a package.json once, here: callbacks do no I/O
@@ -175,6 +181,7 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
   ): void {
     try {
       const taken = this.#models.take(runId);
+      this.#runEnded();
       if (taken === undefined) return; // not started through this handler, or no subject: already reported
       const run = taken.entry;
       if (taken.late) {
@@ -229,6 +236,7 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
 
   override handleLLMError(_error: unknown, runId: string): void {
     if (this.#models.take(runId) !== undefined) this.#stats.failed++;
+    this.#runEnded();
   }
 
   readonly #onSkippedMetadata = ({ key, reason }: SkippedValue): void =>
@@ -298,11 +306,9 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
       return this.client.flush();
     }
     // The deadline covers LangChain's queue too: another handler may be slow.
-    const deadline = performance.now() + timeoutMs;
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([awaitAllCallbacks(), new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
-    clearTimeout(timer);
-    await this.client.flush({ timeoutMs: Math.max(0, deadline - performance.now()) });
+    const deadline = this.#clock.now() + timeoutMs;
+    await this.#within(awaitAllCallbacks(), deadline);
+    await this.client.flush({ timeoutMs: Math.max(0, deadline - this.#clock.now()) });
   }
 
   /**
@@ -310,23 +316,43 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
    * later events (a client passed in as `client` is flushed but left running for its owner).
    * Idempotent.
    */
-  async shutdown(): Promise<void> {
-    this.#unregisterSignals?.();
-    // Calls that returned before now may still have their start callback waiting in LangChain's
-    // queue (behind a slow handler): let it run before later starts are refused.
-    await awaitAllCallbacks();
-    this.#closed = true;
-    // Calls already under way are still billable: give them a moment to end.
-    for (const deadline = performance.now() + SHUTDOWN_GRACE_MS; this.#models.size > 0 && performance.now() < deadline; ) {
-      await new Promise((resolve) => setTimeout(resolve, 20));
-      await awaitAllCallbacks();
+  shutdown(): Promise<void> {
+    this.#shutdown ??= this.#doShutdown();
+    return this.#shutdown;
+  }
+
+  async #doShutdown(): Promise<void> {
+    this.#leaveLifecycle?.();
+    const deadline = this.#clock.now() + this.#shutdownTimeoutMs;
+    // Calls that returned before now may still have their callbacks waiting in LangChain's queue
+    // (behind a slow handler). Calls under way, and the calls they start meanwhile (the next step of
+    // an agent run), are still billable: starts stay open until the runs end or the deadline passes.
+    await this.#within(awaitAllCallbacks(), deadline);
+    while (this.#models.size > 0 && this.#clock.now() < deadline) {
+      await this.#within(new Promise<void>((resolve) => this.#runsEnded.push(resolve)), deadline);
+      await this.#within(awaitAllCallbacks(), deadline);
     }
+    this.#closed = true;
+    const left = Math.max(0, deadline - this.#clock.now());
     if (this.#ownsClient) {
       this.#clientClosed = true;
-      await this.client.shutdown();
+      await this.client.shutdown({ timeoutMs: left });
     } else {
-      await this.client.flush();
+      await this.client.flush({ timeoutMs: left });
     }
+  }
+
+  /** `promise`, or the deadline on the handler's clock, whichever comes first. */
+  async #within(promise: Promise<unknown>, deadline: number): Promise<void> {
+    let timer: ClockTimer | undefined;
+    const late = new Promise<void>((resolve) => (timer = this.#clock.setTimeout(resolve, Math.max(0, deadline - this.#clock.now()))));
+    await Promise.race([promise, late]);
+    timer?.clear();
+  }
+
+  /** An open run ended: a drain waiting for the last one may go on. */
+  #runEnded(): void {
+    if (this.#models.size === 0) for (const resolve of this.#runsEnded.splice(0)) resolve();
   }
 
   /** What the handler did, and (`delivery`) what its ingest client did with the events. */

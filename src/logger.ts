@@ -21,4 +21,9 @@ export class OnceLogger {
     this.#seen.add(key);
     this.logger.warn(message);
   }
+
+  /** The next `warnOnce` with this key warns again (the condition ended, and may come back). */
+  reset(key: string): void {
+    this.#seen.delete(key);
+  }
 }

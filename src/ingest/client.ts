@@ -1,842 +1,483 @@
-import pRetry, { AbortError } from "p-retry";
-import { type CloudEvent, cloudEventSchema, isPlainValidEvent } from "../cloudevent";
+import { statfsSync } from "node:fs";
+import { type CloudEvent } from "../cloudevent";
+import { type Clock, type ClockTimer, systemClock } from "../clock";
 import { consoleLogger, type Logger, OnceLogger } from "../logger";
-import { IngestError, type IngestErrorKind, PermanentError, TransientError } from "./errors";
-import { registerExitHooks } from "./exit";
-import { type IngestOptions, parseIngestOptions, type ResolvedIngestOptions, urlWarnings } from "./options";
-import { retryDelay } from "./retry";
+import { Batcher } from "./batcher";
+import { DiskLog, type DiskProblem } from "./disk-log/disk-log";
+import { IngestError, type IngestErrorKind } from "./errors";
+import { FlushTracker } from "./flush-tracker";
+import { joinLifecycle } from "./lifecycle";
+import { MemoryQueue } from "./memory-queue";
+import { type IngestOptions, parseIngestOptions, type ResolvedIngestOptions, urlNotes } from "./options";
+import type { Batch, EventQueue, QueuedEvent } from "./queue";
+import { RetryingTransport } from "./retrying-transport";
+import { Sender, type SenderState } from "./sender";
+import { serializeEvent } from "./serialize";
 import type { EventSink, FlushOptions } from "./sink";
-import { BatchQueue } from "./batch-queue";
-import { Spool } from "./spool";
 import { redact, Transport } from "./transport";
 
-/** Counters since the client was created. Event counts unless the name says batches. */
+/**
+ * What the client did, since it was created. The counts add up, in every configuration:
+ * `enqueued + recovered = delivered + refused + dropped + handedOver + pending.memory + pending.disk`.
+ */
 export interface IngestStats {
-  /** Events accepted by `enqueue`. */
+  /** Events handed to `enqueue` (valid or not). */
   enqueued: number;
-  /** Events the endpoint acknowledged with a 2xx (replayed ones included). */
-  sent: number;
-  /** Requests the endpoint acknowledged with a 2xx. */
-  batches: number;
-  /** Retried requests. */
-  retries: number;
-  /** Events given up on: rejected by the endpoint, invalid, or out of retries with no spool. */
-  failed: number;
-  /** Events written to the spool. */
-  spooled: number;
-  /** Events read back from the spool and handed to delivery. */
-  replayed: number;
-  /** Events lost: queue full with no spool, or the spool could not be written. */
+  /** Events found in the spool of a process that ended or died, taken over by this client. */
+  recovered: number;
+  /** Events the endpoint acknowledged (2xx). */
+  delivered: number;
+  /** Events refused for good and reported: by the endpoint (400, 401 without a spool, ...) or invalid at `enqueue`. */
+  refused: number;
+  /** Events that could be held nowhere (memory and disk full) or were corrupt in the spool; reported. */
   dropped: number;
-  /** Events in requests under way or waiting to retry. */
+  /** Events another process took over (this client's spool lease lapsed); that process delivers them. */
+  handedOver: number;
+  /** Events waiting: held only in memory, or written ahead to the spool. Those in requests under way included. */
+  pending: { memory: number; disk: number };
+  /** Spool segments of other processes taken over but not read yet: their events are counted once read. */
+  unread: { segments: number; bytes: number };
+  /** Events in requests under way. */
   inFlight: number;
-  /** Events queued in memory, not yet in a request. */
-  queueDepth: number;
-}
-
-interface Sleep {
-  timer: NodeJS.Timeout;
-  wake(): void;
+  /** Requests the endpoint acknowledged. */
+  batches: number;
+  /** Requests retried. */
+  retries: number;
+  /** How delivery is going: `healthy`, `retrying`, `backing-off`, `misconfigured`, or `closed` after `shutdown()`. */
+  state: SenderState | "closed";
 }
 
 /**
- * Batched, retrying, durable delivery of CloudEvents to an OpenMeter-compatible endpoint.
- * `enqueue` is synchronous and does no I/O; everything else happens in the background.
+ * Batched, retrying, durable delivery of CloudEvents to an OpenMeter-compatible endpoint. A small
+ * facade over its parts: serialisation at `enqueue`, a queue (memory, or the write-ahead log in
+ * `spoolDir`), a batcher that says when a batch is due, a sender over a retrying transport, and the
+ * process's lifecycle hooks. `enqueue` is synchronous and does no network I/O.
  */
 export class IngestClient implements EventSink {
-  readonly #opts: ResolvedIngestOptions;
+  readonly #options: ResolvedIngestOptions;
+  readonly #clock: Clock;
   readonly #logger: Logger;
   readonly #once: OnceLogger;
   readonly #transport: Transport;
-  readonly #spool: Spool | undefined;
-  readonly #unregister: () => void;
-  // Held here: the exit hooks keep only a weak reference, so an abandoned idle client can be collected.
-  readonly #exitParticipant = { beforeExit: () => this.#onBeforeExit(), onSignal: () => this.shutdown() };
-
-  readonly #queue: BatchQueue<CloudEvent>;
-  #queuedTotal = 0;
-  #dispatchedTotal = 0;
-  /** Partial batches may go out while fewer than this many events were dispatched (flush). */
-  #partialUntil = 0;
-  #due = false;
-  #timer: NodeJS.Timeout | undefined;
-  #pumpScheduled = false;
-
-  #overflow: CloudEvent[] = [];
-  #overflowScheduled = false;
-
-  #inFlightBatches = 0;
-  #slotWaiters: Array<() => void> = [];
-  readonly #tasks = new Set<Promise<unknown>>();
-  readonly #spoolWrites = new Set<Promise<void>>();
-  readonly #sleeps = new Set<Sleep>();
-  #draining = 0;
-  #exitFlushing = false;
-  #outage = false;
-
-  #replaying: Promise<number> | undefined;
-  /** Events were spooled that no replay has picked up yet. */
-  #spoolDirty = false;
-  #spoolWriteFailures = 0;
-  /** Retries the spool while nothing else would (an idle process after an outage); unref'd. */
-  #replayTimer: NodeJS.Timeout | undefined;
-  #replayBackoffMs = REPLAY_FIRST_DELAY_MS;
-  /** After a failed probe, live successes do not start a replay before this (`performance.now()`). */
-  #replayNotBefore = 0;
-  /** A replay sends what it reads until then, and hands the rest back to the spool file after. */
-  #replaySendUntil = Number.POSITIVE_INFINITY;
-  #exitReplayTried = false;
-
-  /** enqueue() refuses from here on (shutdown began). */
+  readonly #queue: EventQueue;
+  readonly #log: DiskLog | undefined;
+  readonly #memory: MemoryQueue | undefined;
+  readonly #tracker = new FlushTracker();
+  readonly #batcher: Batcher;
+  readonly #sender: Sender;
+  readonly #started: Promise<void>;
+  readonly #leaveLifecycle: () => void;
+  // Held here: the lifecycle keeps only a weak reference.
+  readonly #participant = {
+    beforeExit: () => this.#beforeExit(),
+    onSignal: () => this.shutdown(),
+    onExit: () => this.#onExit(),
+  };
+  /** `untilDone`: wait through an outage too (shutdown, when events are held only in memory). */
+  readonly #flushWaiters = new Set<{ mark: number; untilDone: boolean; resolve: () => void }>();
+  #adoptTimer: ClockTimer | undefined;
   #closed = false;
-  /** Delivery is over: no replay starts. */
-  #stopped = false;
   #shutdown: Promise<void> | undefined;
-  /** Aborted when a flush deadline passes, to end requests under way. */
-  #cutOff = new AbortController();
-
-  readonly #stats = { enqueued: 0, sent: 0, batches: 0, retries: 0, failed: 0, spooled: 0, replayed: 0, dropped: 0, inFlight: 0 };
+  #deferred: Map<IngestErrorKind, { message: string; events: CloudEvent[] }> | undefined;
+  readonly #counts = { enqueued: 0, delivered: 0, refused: 0, dropped: 0, batches: 0, retries: 0 };
 
   constructor(options: IngestOptions) {
-    this.#opts = parseIngestOptions(options);
-    this.#queue = new BatchQueue(this.#opts.maxBatchSize);
-    const logger = this.#opts.logger ?? consoleLogger;
-    // A throwing logger must not break delivery.
+    this.#options = parseIngestOptions(options);
+    const opts = this.#options;
+    this.#clock = opts.clock ?? systemClock;
+    const logger = opts.logger ?? consoleLogger;
+    // A throwing logger must not break delivery; the key never reaches it.
     this.#logger = {
       warn: (m) => {
         try {
-          logger.warn(this.#redact(m));
+          logger.warn(redact(m, opts.apiKey));
         } catch {}
       },
       error: (m) => {
         try {
-          logger.error(this.#redact(m));
+          logger.error(redact(m, opts.apiKey));
         } catch {}
       },
     };
     this.#once = new OnceLogger(this.#logger);
-    for (const warning of urlWarnings(this.#opts.url)) this.#logger.warn(warning);
-    this.#transport = new Transport({
-      url: this.#opts.url,
-      apiKey: this.#opts.apiKey,
-      timeoutMs: this.#opts.timeoutMs,
-      connections: this.#opts.maxConcurrency,
+    for (const note of urlNotes(opts.url, opts.apiKey)) this.#logger.warn(note);
+
+    this.#transport = new Transport({ url: opts.url, apiKey: opts.apiKey, timeoutMs: opts.timeoutMs, connections: opts.maxConcurrency, clock: this.#clock });
+    if (opts.spoolDir !== undefined) {
+      this.#log = new DiskLog({
+        dir: opts.spoolDir,
+        clock: this.#clock,
+        leaseMs: opts.spoolLeaseMs,
+        maxBytes: opts.maxSpoolBytes,
+        segmentBytes: SEGMENT_BYTES,
+        fsync: opts.spoolFsync,
+        cacheLimit: opts.maxQueueSize,
+        epoch: () => this.#tracker.epoch,
+        onRecovered: (events, epoch) => this.#tracker.add(epoch, events.length),
+        onGone: (count, epoch) => this.#tracker.done(epoch, count),
+        onProblem: (problem) => this.#diskProblem(problem),
+      });
+      this.#queue = this.#log;
+      this.#warnIfLowOnDisk(opts.spoolDir, opts.maxSpoolBytes);
+      this.#log.onReadable(() => this.#pump());
+    } else {
+      this.#memory = new MemoryQueue();
+      this.#queue = this.#memory;
+    }
+    this.#batcher = new Batcher(this.#clock, opts.maxBatchSize, opts.flushIntervalMs, () => this.#pump());
+    const retrying = new RetryingTransport(this.#transport, opts.retry, () => this.#sender.noteRetry());
+    this.#sender = new Sender({
+      queue: this.#queue as EventQueue & { take(max: number, options?: { liveDue: boolean }): Batch | undefined },
+      transport: retrying,
+      batcher: this.#batcher,
+      clock: this.#clock,
+      maxConcurrency: opts.maxConcurrency,
+      maxBatchSize: opts.maxBatchSize,
+      backoffMs: opts.retry.maxDelayMs,
+      keepOnConfigurationProblem: this.#log !== undefined,
+      hooks: {
+        delivered: (batch) => {
+          this.#counts.delivered += batch.events.length;
+          this.#counts.batches++;
+          this.#done(batch.events);
+          this.#checkFlushes();
+        },
+        refused: (batch, result) => {
+          this.#counts.refused += batch.events.length;
+          this.#done(batch.events);
+          this.#report("rejected", `${batch.events.length} event(s) not ingested: ${result.message}`, batch.events, { status: result.status, detail: result.detail });
+          this.#checkFlushes();
+        },
+        misconfigured: (batch, result) => {
+          this.#report(
+            "rejected",
+            `${result.message}; the events wait in ${this.#queue.location} and are sent once this is fixed (one request a minute checks; a restart with the fix sends them at once)`,
+            [],
+            { status: result.status, detail: result.detail },
+          );
+        },
+        stateChanged: (state, cause) => this.#stateChanged(state, cause),
+        retried: () => void this.#counts.retries++,
+      },
     });
-    this.#spool = this.#opts.spoolDir === undefined ? undefined : new Spool(this.#opts.spoolDir);
-    this.#unregister = registerExitHooks(this.#exitParticipant, {
-      flushOnExit: this.#opts.flushOnExit,
-      handleSignals: this.#opts.handleSignals,
-    });
-    if (this.#spool) void this.replaySpool();
+    this.#leaveLifecycle = joinLifecycle(this.#participant, { signals: opts.handleSignals });
+    this.#started = this.#log ? this.#adopt() : Promise.resolve();
   }
 
-  /** Queues events. Synchronous and O(1) per event: no validation, no I/O. Throws after `shutdown()`. */
+  /**
+   * Queues events. Synchronous: each event is checked and serialised here (a later change to the
+   * object changes nothing), and with `spoolDir` written to the log before this returns. Events that
+   * are invalid or cannot be held are reported through `onError`, never thrown. Throws after `shutdown()`.
+   */
   enqueue(events: CloudEvent | readonly CloudEvent[]): void {
     if (this.#closed) {
       throw new Error("IngestClient was shut down: enqueue() is refused after shutdown(); create a new client to send more events");
     }
-    const list = (Array.isArray(events) ? events : [events]) as readonly CloudEvent[];
-    let full = false;
+    const list = (Array.isArray(events) ? events : [events]) as readonly unknown[];
+    const epoch = this.#tracker.epoch;
+    let queued: QueuedEvent[] | undefined;
     for (const event of list) {
-      this.#stats.enqueued++;
-      if (this.#queue.depth >= this.#opts.maxQueueSize) {
-        this.#overflow.push(event);
-        continue;
+      this.#counts.enqueued++;
+      const serialized = serializeEvent(event, epoch);
+      if (serialized.ok) (queued ??= []).push(serialized.event);
+      else {
+        this.#counts.refused++;
+        this.#defer("invalid-event", `invalid event(s) not queued: ${serialized.reason}`, [event as CloudEvent]);
       }
-      if (this.#queue.push(event)) full = true;
-      this.#queuedTotal++;
     }
-    if (this.#overflow.length > 0 && !this.#overflowScheduled) {
-      this.#overflowScheduled = true;
-      setImmediate(() => void this.#handleOverflow());
+    if (queued === undefined) return;
+    this.#tracker.add(epoch, queued.length);
+    // While the endpoint keeps up, a burst is held whole: the events exist already, and dropping them loses revenue.
+    const memoryLimit = this.#sender.state === "healthy" ? Number.POSITIVE_INFINITY : this.#options.maxQueueSize;
+    const refusal = this.#queue.append(queued, { memoryLimit });
+    if (refusal !== undefined) {
+      this.#counts.dropped += queued.length;
+      this.#tracker.done(epoch, queued.length);
+      this.#defer(refusal.kind, `event(s) could not be held: ${refusal.reason}`, parseAll(refusal.events));
+      return;
     }
-    if (full) this.#schedulePump();
-    else if (this.#timer === undefined && !this.#due && this.#queue.depth > 0) this.#armTimer();
+    this.#batcher.appended(this.#queue.ready);
   }
 
   /**
-   * Resolves when everything enqueued before the call was delivered, failed for good, or spooled.
-   * Never rejects. With `timeoutMs` it resolves by then at the latest (serverless functions must
-   * return): what is still failing goes to the spool if there is one (allow one request time-out
-   * for that), else it stays queued and keeps being retried.
+   * Resolves when every event enqueued before the call (and the spool of a previous process, taken
+   * over at start) was delivered or refused and reported, or when the endpoint cannot be reached
+   * now (retries ran out: the events wait, on disk with `spoolDir`), or after `timeoutMs`. Never rejects.
    */
   async flush(options?: FlushOptions): Promise<void> {
-    const timeoutMs = options?.timeoutMs;
-    if (timeoutMs === undefined) return this.#flushAll();
-    const done = this.#flushAll();
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<true>((resolve) => (timer = setTimeout(resolve, timeoutMs, true)));
-    const timedOut = await Promise.race([done.then(() => false), late]);
-    clearTimeout(timer);
-    if (timedOut && this.#spool) {
-      // Past the deadline: requests under way are cut off and everything still pending goes to the
-      // spool at once (a cut-off request may have arrived: the replay's ids make that safe).
-      const cutOff = this.#cutOff;
-      this.#beginDrain();
-      cutOff.abort();
-      try {
-        await done;
-      } finally {
-        this.#endDrain();
-        if (this.#cutOff === cutOff) this.#cutOff = new AbortController();
-      }
-    }
+    const deadline = options?.timeoutMs === undefined ? undefined : this.#clock.now() + options.timeoutMs;
+    await this.#within(this.#started, deadline);
+    const mark = this.#tracker.mark();
+    this.#batcher.force();
+    await this.#within(this.#flushed(mark), deadline);
   }
 
-  async #flushAll(): Promise<void> {
-    try {
-      const target = this.#queuedTotal;
-      this.#partialUntil = Math.max(this.#partialUntil, target);
-      this.#pump();
-      for (let idle = 0; this.#dispatchedTotal < target; ) {
-        const before = this.#dispatchedTotal;
-        if (this.#tasks.size > 0) await Promise.race(this.#tasks);
-        // A slot can be between a finished task and the replay batch it was handed to: let that settle.
-        else await new Promise((resolve) => setImmediate(resolve));
-        this.#pump();
-        idle = this.#dispatchedTotal === before && this.#tasks.size === 0 ? idle + 1 : 0;
-        if (idle > 100) throw new Error(`${target - this.#dispatchedTotal} event(s) could not be dispatched`);
-      }
-      await this.#handleOverflow();
-      // Every event from before the call is now in one of these (spool writes of a batch happen inside its task).
-      await Promise.allSettled([...this.#tasks, ...this.#spoolWrites]);
-    } catch (error) {
-      this.#logger.error(`flush failed unexpectedly: ${String(error)}`);
-    }
-  }
-
-  /** Flushes (events still failing go to the spool at once when one is configured), stops timers, closes connections. Idempotent. */
-  shutdown(): Promise<void> {
-    this.#shutdown ??= this.#doShutdown();
+  /**
+   * Delivers what it can within `shutdownTimeoutMs`, then stops: requests still under way are cut off
+   * (their events stay queued), timers end, and later `enqueue()` calls throw. What is left is said
+   * once: with `spoolDir` it waits on disk for the next process; without, it is reported through
+   * `onError` (kind `undelivered`) with the events. Idempotent.
+   */
+  shutdown(options?: FlushOptions): Promise<void> {
+    this.#shutdown ??= this.#doShutdown(options?.timeoutMs ?? this.#options.shutdownTimeoutMs);
     return this.#shutdown;
   }
 
-  async #doShutdown(): Promise<void> {
-    this.#closed = true;
-    this.#beginDrain();
-    try {
-      await this.#flushWithReplay();
-    } finally {
-      this.#stopped = true;
-      this.#replaySendUntil = Number.NEGATIVE_INFINITY;
-      if (this.#timer) clearTimeout(this.#timer);
-      this.#timer = undefined;
-      if (this.#replayTimer) clearTimeout(this.#replayTimer);
-      this.#replayTimer = undefined;
-      this.#unregister();
-      await this.#transport.close();
-      this.#endDrain();
-    }
-  }
-
-  /**
-   * Replays the spool: claims the spool file (and files left claimed by dead processes), sends their
-   * events with their original ids, and deletes each file once its events were delivered or re-spooled.
-   * Resolves with the number of events read (0 after shutdown). Never rejects.
-   */
-  replaySpool(): Promise<number> {
-    if (this.#closed) return Promise.resolve(0);
-    return this.#replay();
-  }
-
-  #replay(): Promise<number> {
-    if (!this.#spool || this.#stopped) return Promise.resolve(0);
-    // A pass already under way may have claimed before the latest events were spooled: run another after it.
-    const previous = this.#replaying;
-    const run = (previous ?? Promise.resolve(0)).then(() => this.#doReplay());
-    const tracked = run.finally(() => {
-      if (this.#replaying !== tracked) return;
-      this.#replaying = undefined;
-      // Events spooled while this pass ran wait for the next one: start it now if delivery works.
-      if (!this.#outage) this.#afterSuccess();
-    });
-    this.#replaying = tracked;
-    return previous ? previous.then((n) => tracked.then((m) => n + m)) : tracked;
-  }
-
+  /** What the client did; see `IngestStats` for how the counts add up. */
   stats(): IngestStats {
-    return { ...this.#stats, queueDepth: this.#queue.depth };
+    const pending = this.#queue.pending();
+    const unread = this.#log?.unread() ?? { segments: 0, bytes: 0 };
+    return {
+      ...this.#counts,
+      recovered: this.#log?.recovered ?? 0,
+      dropped: this.#counts.dropped + (this.#log?.corrupt ?? 0),
+      handedOver: this.#log?.handedOver ?? 0,
+      pending,
+      unread: { segments: unread.segments, bytes: unread.bytes },
+      inFlight: this.#sender.eventsInFlight,
+      state: this.#closed && this.#shutdown !== undefined ? "closed" : this.#sender.state,
+    };
   }
 
-  // --- batching -------------------------------------------------------------------------------
-
-  #armTimer(): void {
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      this.#due = true;
-      this.#pump();
-    }, this.#opts.flushIntervalMs);
-    this.#timer.unref();
-  }
-
-  #schedulePump(): void {
-    if (this.#pumpScheduled) return;
-    this.#pumpScheduled = true;
-    setImmediate(() => {
-      this.#pumpScheduled = false;
-      this.#pump();
-    });
-  }
+  // --- internals ------------------------------------------------------------------------------
 
   #pump(): void {
-    while (this.#inFlightBatches < this.#opts.maxConcurrency && this.#hasReadyBatch()) {
-      const batch = this.#queue.take()!;
-      this.#dispatchedTotal += batch.length;
-      this.#inFlightBatches++;
-      this.#startTask(batch);
-    }
-    if (this.#queue.depth === 0) this.#due = false;
-    else if (this.#timer === undefined && !this.#due) this.#armTimer();
+    this.#sender.pump();
+    this.#checkFlushes();
   }
 
-  #hasReadyBatch(): boolean {
-    const first = this.#queue.peek();
-    return first !== undefined && (first.length >= this.#opts.maxBatchSize || this.#due || this.#dispatchedTotal < this.#partialUntil);
+  #done(events: readonly QueuedEvent[]): void {
+    for (const event of events) this.#tracker.done(event.epoch, 1);
   }
 
-  /** The caller holds a slot. A `probe` is one request without retries (see #deliver). */
-  #startTask(events: CloudEvent[], probe = false): Promise<ProbeOutcome> {
-    const task = this.#deliver(events, probe).finally(() => {
-      this.#tasks.delete(task);
-      this.#releaseSlot();
+  #flushed(mark: number, untilDone = false): Promise<void> {
+    return new Promise((resolve) => {
+      const waiter = { mark, untilDone, resolve };
+      this.#flushWaiters.add(waiter);
+      this.#checkFlushes();
     });
-    this.#tasks.add(task);
-    return task;
   }
 
-  #acquireSlot(): Promise<void> {
-    if (this.#inFlightBatches < this.#opts.maxConcurrency) {
-      this.#inFlightBatches++;
-      return Promise.resolve();
-    }
-    return new Promise((resolve) => this.#slotWaiters.push(resolve));
-  }
-
-  #releaseSlot(): void {
-    // Live events first: a long replay must not hold back fresh usage.
-    if (this.#hasReadyBatch()) {
-      this.#inFlightBatches--;
-      this.#pump();
-      return;
-    }
-    const waiter = this.#slotWaiters.shift();
-    if (waiter) waiter(); // the slot passes to the waiter
-    else {
-      this.#inFlightBatches--;
-      this.#pump();
+  #checkFlushes(): void {
+    if (this.#flushWaiters.size === 0) return;
+    const unreachable = this.#sender.state === "backing-off" || this.#sender.state === "misconfigured";
+    const unreadEpoch = this.#log?.unread().epoch;
+    for (const waiter of this.#flushWaiters) {
+      if ((unreachable && !waiter.untilDone) || this.#tracker.isDone(waiter.mark, unreadEpoch)) {
+        this.#flushWaiters.delete(waiter);
+        waiter.resolve();
+      }
     }
   }
 
-  // --- delivery -------------------------------------------------------------------------------
+  /** `promise`, or the deadline (on the injected clock), whichever comes first. */
+  async #within(promise: Promise<void>, deadline: number | undefined): Promise<void> {
+    if (deadline === undefined) return promise;
+    let timer: ClockTimer | undefined;
+    const late = new Promise<void>((resolve) => (timer = this.#clock.setTimeout(resolve, Math.max(0, deadline - this.#clock.now()))));
+    await Promise.race([promise, late]);
+    timer?.clear();
+  }
 
-  /**
-   * Never rejects. A batch is sent with retries, and what cannot be delivered is spooled or reported.
-   * A `probe` (a replay's first batch, still in its spool file) is sent once: when the endpoint is
-   * down or misconfigured the outcome says so and the batch is left to its file.
-   */
-  async #deliver(batch: CloudEvent[], probe: boolean): Promise<ProbeOutcome> {
+  async #doShutdown(timeoutMs: number): Promise<void> {
+    this.#closed = true;
+    const deadline = this.#clock.now() + timeoutMs;
+    this.#adoptTimer?.clear();
     try {
-      const { events, body } = this.#prepare(batch);
-      if (events.length === 0) return "handled";
-      this.#stats.inFlight += events.length;
-      try {
-        if (probe) return await this.#sendOnce(events, body);
-        await this.#sendSplitting(events, body);
-        return "handled";
-      } finally {
-        this.#stats.inFlight -= events.length;
-      }
-    } catch (error) {
-      // Only a bug gets here; keep the events rather than lose them silently.
-      this.#logger.error(`unexpected error delivering ${batch.length} event(s): ${String(error)}`);
-      if (probe) return "retry-later"; // they are still in their spool file
-      await this.#spoolOrFail(batch, error);
-      return "handled";
+      await this.#within(this.#started, deadline);
+      // Events held only in memory are lost if this gives up: keep trying through an outage until the
+      // deadline, and let the sender's waits end early enough for one more probe before it.
+      const inMemoryOnly = this.#queue.pending().memory > 0;
+      if (inMemoryOnly) this.#sender.resumeBy(deadline - Math.min(this.#options.timeoutMs, timeoutMs / 2));
+      const mark = this.#tracker.mark();
+      this.#batcher.force();
+      const keepAlive = this.#clock.setTimeout(() => {}, Math.max(0, deadline - this.#clock.now()));
+      keepAlive.ref(); // the bounded drain is the process's work now
+      await this.#within(this.#flushed(mark, inMemoryOnly), deadline);
+      keepAlive.clear();
+    } finally {
+      this.#sender.stop();
+      this.#batcher.stop();
+      await this.#sender.idle();
+      this.#leaveLifecycle();
+      this.#sayWhatIsLeft();
+      this.#queue.close();
+      await this.#transport.close();
     }
   }
 
-  async #sendOnce(events: CloudEvent[], body: string): Promise<ProbeOutcome> {
-    try {
-      await this.#transport.send(body, this.#cutOff.signal);
-    } catch (error) {
-      if (error instanceof PermanentError && !isConfigurationProblem(error.status)) {
-        await this.#narrow(events, body, error); // these events refused, not us: as for any batch
-        return "handled";
-      }
-      this.#outage = true;
-      if (error instanceof PermanentError) {
-        // A wrong key or url: retrying before a restart with a fixed configuration only repeats this.
-        this.#report(this.#error("rejected", `replaying the spool: ${error.message}; its events stay there`, [], error));
-        return "misconfigured";
-      }
-      const wait = Math.max(REPLAY_FIRST_DELAY_MS, error instanceof TransientError ? (error.retryAfterMs ?? 0) : 0);
-      this.#replayNotBefore = performance.now() + wait;
-      return "retry-later";
-    }
-    this.#recordSent(events.length);
-    return "handled";
+  #beforeExit(): void {
+    if (!this.#options.flushOnExit || this.#closed) return;
+    const pending = this.#queue.pending();
+    const unread = this.#log?.unread().segments ?? 0;
+    if (pending.memory + pending.disk + unread === 0) return;
+    // With a spool and an endpoint that cannot be reached, the events wait on disk: do not hold the exit.
+    if (this.#log !== undefined && this.#sender.state !== "healthy" && this.#sender.state !== "retrying") return;
+    void this.shutdown();
   }
 
-  /** Validation happens here, off the enqueue path; one bad event must not fail its whole batch. */
-  #prepare(batch: CloudEvent[]): { events: CloudEvent[]; body: string } {
-    let events: CloudEvent[] = [];
-    const invalid: CloudEvent[] = [];
-    const problems: string[] = [];
-    for (const event of batch) {
-      if (isPlainValidEvent(event)) {
-        events.push(event);
-        continue;
-      }
-      const result = cloudEventSchema.safeParse(event);
-      if (result.success) events.push(event);
-      else {
-        invalid.push(event);
-        if (problems.length < 3) problems.push(result.error.issues.map((i) => i.message).join(", "));
-      }
-    }
-    let body: string;
-    try {
-      body = JSON.stringify(events);
-    } catch {
-      // Something in `data` JSON cannot hold (a BigInt, a cycle): find the culprits.
-      const ok: CloudEvent[] = [];
-      for (const event of events) {
-        try {
-          JSON.stringify(event);
-          ok.push(event);
-        } catch (error) {
-          invalid.push(event);
-          if (problems.length < 3) problems.push(`\`data\` is not JSON-serializable (${(error as Error).message})`);
-        }
-      }
-      events = ok;
-      body = JSON.stringify(events);
-    }
-    if (invalid.length > 0) {
-      this.#stats.failed += invalid.length;
-      this.#report(
-        new IngestError(
-          `${invalid.length} invalid event(s) left out of the batch and not sent: ${problems.join("; ")}`,
-          { kind: "invalid-event", events: invalid },
-        ),
+  /** process.exit(), an uncaught exception, or the end: synchronous only. */
+  #onExit(): void {
+    if (this.#shutdown !== undefined && this.#queue.pending().memory === 0) return this.#queue.close();
+    this.#closed = true;
+    this.#sender.stop();
+    this.#sayWhatIsLeft();
+    this.#queue.close();
+  }
+
+  #leftSaid = false;
+  /** Says, once, what is left and where. */
+  #sayWhatIsLeft(): void {
+    if (this.#leftSaid) return;
+    this.#leftSaid = true;
+    this.#flushDeferred();
+    const pending = this.#queue.pending();
+    const inMemory = this.#memory?.drain() ?? this.#log?.drainMemory() ?? [];
+    if (pending.disk > 0 || (this.#log?.unread().segments ?? 0) > 0) {
+      this.#logger.warn(
+        `${pending.disk} event(s) not delivered yet are kept in ${this.#log!.ownerDir ?? this.#queue.location}: ` +
+          `the next process that opens spoolDir ${this.#queue.location} delivers them`,
       );
     }
-    return { events, body };
-  }
-
-  async #sendSplitting(events: CloudEvent[], body: string): Promise<void> {
-    const rejected = await this.#attempt(events, body);
-    if (rejected) await this.#narrow(events, body, rejected);
-  }
-
-  /** Sends with retries; returns the error when the endpoint refused the events for good. */
-  async #attempt(events: CloudEvent[], body: string): Promise<PermanentError | undefined> {
-    try {
-      await this.#sendWithRetry(body);
-      this.#recordSent(events.length);
-      return undefined;
-    } catch (error) {
-      if (error instanceof PermanentError) return error;
-      await this.#spoolOrFail(events, error);
-      return undefined;
+    if (inMemory.length > 0) {
+      this.#counts.dropped += inMemory.length;
+      this.#done(inMemory);
+      this.#report(
+        "undelivered",
+        `${inMemory.length} event(s) were not delivered and are lost with this process: ` +
+          `${this.#log === undefined ? "set spoolDir to keep them on disk for the next run" : "the spool could not take them"}`,
+        inMemory,
+        {},
+        true,
+      );
     }
   }
 
-  #recordSent(events: number): void {
-    this.#stats.sent += events;
-    this.#stats.batches++;
-    this.#outage = false;
-    this.#afterSuccess();
+  async #adopt(): Promise<void> {
+    await this.#log!.adopt();
+    if (this.#closed) return;
+    // Dead owners appear later too (another container): look again every lease.
+    this.#adoptTimer = this.#clock.setTimeout(() => void this.#adopt(), this.#options.spoolLeaseMs);
+    this.#pump();
   }
 
-  /**
-   * A refused batch is split where that can save events: a 413 until the parts fit; a 400 (one
-   * invalid event fails the whole request) until each refused event is alone, reported together.
-   */
-  async #narrow(events: CloudEvent[], body: string, error: PermanentError): Promise<void> {
-    if (events.length > 1 && error.status === 413) {
-      for (const half of halves(events)) await this.#sendSplitting(half, JSON.stringify(half));
-      return;
+  #stateChanged(state: SenderState, cause: { message: string } | undefined): void {
+    const where = this.#log ? `on disk in ${this.#queue.location}` : "in memory";
+    if (state === "retrying") this.#once.warnOnce("retrying", `delivery is failing; retrying (events are kept ${where})`);
+    if (state === "backing-off" && cause) {
+      this.#logger.warn(
+        `${cause.message}; retries ran out, so one request every ${duration(this.#options.retry.maxDelayMs)} ` +
+          `checks whether the endpoint is back (events are kept ${where})`,
+      );
     }
-    if (events.length > 1 && error.status === 400) {
-      const refused: CloudEvent[] = [];
-      await this.#isolateRefused(events, refused, { delivered: 0, refusedAlone: 0 });
-      if (refused.length > 0) await this.#reject(refused, JSON.stringify(refused), error);
-      return;
-    }
-    await this.#reject(events, body, error);
+    if (state === "healthy") {
+      this.#once.reset("retrying");
+      this.#checkFlushes();
+    } else this.#checkFlushes();
   }
 
-  /**
-   * Halves a batch the endpoint refused with 400 until every refused event is alone. When nothing
-   * has gone through and several events were refused on their own, the endpoint is refusing them
-   * all: the rest is given up without a request each.
-   */
-  async #isolateRefused(events: CloudEvent[], refused: CloudEvent[], tally: { delivered: number; refusedAlone: number }): Promise<void> {
-    for (const part of halves(events)) {
-      if (part.length === 0) continue;
-      if (tally.refusedAlone >= 3 && tally.delivered === 0) {
-        refused.push(...part);
-        continue;
+  #diskProblem(problem: DiskProblem): void {
+    switch (problem.kind) {
+      case "corrupt": {
+        const ranges = problem.records.slice(0, 5).map((r) => `record ${r.index}${r.start >= 0 ? ` (bytes ${r.start}-${r.end})` : ""}: ${r.reason}`);
+        this.#report(
+          "corrupt",
+          `${problem.records.length} record(s) in ${problem.file} are corrupt and were not sent: ${ranges.join("; ")}${problem.records.length > 5 ? "; …" : ""}`,
+          [],
+          {},
+          true,
+        );
+        return;
       }
-      const partBody = JSON.stringify(part);
-      const partError = await this.#attempt(part, partBody);
-      if (partError === undefined) tally.delivered += part.length;
-      else if (partError.status !== 400) await this.#narrow(part, partBody, partError);
-      else if (part.length === 1) {
-        tally.refusedAlone++;
-        refused.push(...part);
-      } else await this.#isolateRefused(part, refused, tally);
-    }
-  }
-
-  /**
-   * Reports events the endpoint refused. When the cause is the configuration (key, url, a proxy in
-   * the way) and a spool is set, they are kept there too: fixed and restarted, the client replays them.
-   */
-  async #reject(events: CloudEvent[], body: string, error: PermanentError): Promise<void> {
-    const keep = this.#spool !== undefined && isConfigurationProblem(error.status);
-    // Splitting cannot help one event: "lower maxBatchSize" would send the user the wrong way.
-    const message =
-      error.status === 413 && events.length === 1
-        ? `1 event not ingested: alone it is larger (${Buffer.byteLength(body)} bytes) than the endpoint accepts (413); make its \`data\` smaller${error.detail ? `: ${error.detail}` : ""}`
-        : `${events.length} event(s) not ingested: ${error.message}${keep ? "; they are kept in the spool and replayed once this is fixed and the client restarts" : ""}`;
-    if (!keep) this.#stats.failed += events.length;
-    this.#report(this.#error("rejected", message, events, error));
-    if (keep) await this.#toSpool(events, false);
-  }
-
-  async #sendWithRetry(body: string): Promise<void> {
-    const retry = this.#opts.retry;
-    await pRetry(
-      async () => {
-        try {
-          await this.#transport.send(body, this.#cutOff.signal);
-        } catch (error) {
-          throw error instanceof PermanentError ? new AbortError(error) : error;
+      case "write-failed":
+        this.#logger.warn(`could not write the spool in ${this.#queue.location} (${problem.error.message}): events are held in memory until it works again`);
+        return;
+      case "write-recovered":
+        this.#logger.warn(`the spool in ${this.#queue.location} can be written again`);
+        return;
+      case "lease-lost":
+        this.#logger.error(
+          `another process took over this client's spool (its lease was not renewed for spoolLeaseMs: was the event loop blocked?); ` +
+            `it delivers the ${problem.handedOver} event(s) it holds`,
+        );
+        return;
+      case "adopted":
+        if (problem.segments > 0) {
+          this.#logger.warn(`delivering ${problem.segments} spool segment(s) (${problem.bytes} bytes) left in ${this.#queue.location} by ${problem.owners.length} earlier process(es)`);
         }
-      },
-      {
-        retries: retry.retries,
-        // Delays are ours (Retry-After, jitter, drain): p-retry only counts attempts.
-        minTimeout: 0,
-        factor: 1,
-        shouldRetry: ({ error }) => error instanceof TransientError,
-        onFailedAttempt: async ({ error, attemptNumber, retriesLeft }) => {
-          if (!(error instanceof TransientError)) return;
-          if (!this.#outage) {
-            this.#outage = true;
-            this.#logger.warn(`${error.message}; retrying (events are kept)`);
-          }
-          if (retriesLeft <= 0) return;
-          // Shutting down with a spool: spool now instead of holding the process through the backoff.
-          if (this.#draining > 0 && this.#spool) throw error;
-          this.#stats.retries++;
-          if (!(await this.#sleep(retryDelay(attemptNumber, retry, error.retryAfterMs)))) throw error;
-        },
-      },
-    );
-  }
-
-  /** Resolves true after `ms`, or false when woken early because the client is draining into the spool. */
-  #sleep(ms: number): Promise<boolean> {
-    return new Promise((resolve) => {
-      const sleep: Sleep = {
-        timer: setTimeout(() => {
-          this.#sleeps.delete(sleep);
-          resolve(true);
-        }, ms),
-        wake: () => {
-          clearTimeout(sleep.timer);
-          this.#sleeps.delete(sleep);
-          resolve(false);
-        },
-      };
-      // An idle wait must not keep the process alive; `beforeExit` takes over (see #onBeforeExit).
-      if (this.#draining === 0) sleep.timer.unref();
-      this.#sleeps.add(sleep);
-    });
-  }
-
-  /** From now on, waits keep the process alive, or end at once when a spool can take the events. */
-  #beginDrain(): void {
-    this.#draining++;
-    for (const sleep of [...this.#sleeps]) {
-      if (this.#spool) sleep.wake();
-      else sleep.timer.ref();
+        return;
+      case "io":
+        this.#logger.warn(`${problem.action} failed: ${problem.error.message}; trying again later`);
+        return;
     }
   }
 
-  #endDrain(): void {
-    this.#draining = Math.max(0, this.#draining - 1);
-    if (this.#draining === 0) for (const sleep of this.#sleeps) sleep.timer.unref();
-  }
-
-  /**
-   * Flushes, lets a replay under way finish, gives what this process spooled one more replay (its
-   * first batch probes the endpoint, so a down endpoint costs one request), then flushes again.
-   */
-  async #flushWithReplay(): Promise<void> {
-    // A long backlog must not hold the exit: past this, replays hand what they read back to the spool.
-    this.#replaySendUntil = performance.now() + REPLAY_AT_EXIT_MS;
+  #warnIfLowOnDisk(dir: string, maxBytes: number): void {
     try {
-      await this.flush();
-      await this.#replaying?.catch(() => 0);
-      if (this.#spoolDirty && !this.#outage) {
-        this.#spoolDirty = false;
-        await this.#replay();
+      const fs = statfsSync(dir);
+      const free = fs.bavail * fs.bsize;
+      if (free < maxBytes) {
+        this.#logger.warn(`spoolDir ${dir} has ${Math.floor(free / 1024 ** 2)} MiB free, less than maxSpoolBytes (${Math.floor(maxBytes / 1024 ** 2)} MiB): an outage may fill it`);
       }
-      await this.flush();
-    } finally {
-      if (!this.#stopped) this.#replaySendUntil = Number.POSITIVE_INFINITY;
+    } catch {
+      // statfs is a courtesy; the write-ahead itself reports a full disk.
     }
   }
 
-  #onBeforeExit(): void {
-    if (this.#closed || this.#exitFlushing) return;
-    // Events spooled during this run get one pass at exit, not more: a down endpoint would re-spool them, and loop.
-    const replayDue = this.#spoolDirty && !this.#exitReplayTried;
-    const pending =
-      replayDue ||
-      this.#queue.depth > 0 ||
-      this.#tasks.size > 0 ||
-      this.#overflow.length > 0 ||
-      this.#spoolWrites.size > 0 ||
-      this.#replaying !== undefined;
-    if (!pending) return;
-    this.#exitReplayTried = true;
-    this.#exitFlushing = true;
-    this.#beginDrain();
-    void this.#flushWithReplay().finally(() => {
-      this.#exitFlushing = false;
-      this.#endDrain();
-    });
-  }
-
-  #afterSuccess(): void {
-    if (this.#spool && this.#spoolDirty && this.#replaying === undefined && !this.#closed && performance.now() >= this.#replayNotBefore) {
-      this.#spoolDirty = false;
-      void this.#replay();
+  /** Refusals inside `enqueue` (LangChain's callback): reported once per turn, all events together. */
+  #defer(kind: IngestErrorKind, message: string, events: CloudEvent[]): void {
+    if (this.#deferred === undefined) {
+      this.#deferred = new Map();
+      setImmediate(() => this.#flushDeferred());
     }
+    const entry = this.#deferred.get(kind);
+    if (entry) entry.events.push(...events);
+    else this.#deferred.set(kind, { message, events: [...events] });
   }
 
-  /** Spooled events wait for a live success, the next start, or this timer, whichever comes first. */
-  #scheduleReplay(): void {
-    if (this.#replayTimer !== undefined || this.#closed || !this.#spool) return;
-    this.#replayTimer = setTimeout(() => {
-      this.#replayTimer = undefined;
-      // A pass under way starts the next one when needed; shutdown() gives the spool its own last pass.
-      if (this.#replaying !== undefined || this.#closed) return;
-      this.#spoolDirty = false;
-      void this.#replay();
-    }, this.#replayBackoffMs);
-    this.#replayTimer.unref();
-    this.#replayBackoffMs = Math.min(this.#replayBackoffMs * 2, REPLAY_MAX_DELAY_MS);
-  }
-
-  /** The spool could not be emptied now: keep it marked, and try again later. */
-  #replayLater(): void {
-    this.#spoolDirty = true;
-    this.#scheduleReplay();
-  }
-
-  // --- spool ----------------------------------------------------------------------------------
-
-  async #spoolOrFail(events: CloudEvent[], error: unknown): Promise<void> {
-    if (this.#spool) {
-      await this.#toSpool(events);
-      return;
-    }
-    this.#stats.failed += events.length;
-    const reason = error instanceof Error ? error.message : String(error);
-    this.#report(
-      this.#error(
-        "retries-exhausted",
-        `${events.length} event(s) not delivered after ${this.#opts.retry.retries} retries: ${reason}; set spoolDir to keep undeliverable events on disk`,
-        events,
-        error,
-      ),
-      true, // lost for good: a warning too, after "retrying (events are kept)"
-    );
-  }
-
-  /** Never rejects: a spool that cannot be written counts the events as dropped and reports them. */
-  #toSpool(batch: CloudEvent[], replaySoon = true): Promise<void> {
-    const spool = this.#spool;
-    if (!spool || batch.length === 0) return Promise.resolve();
-    // Only valid events are kept: an invalid one (overflow is not validated yet) is reported once,
-    // here, instead of on every replay; one that JSON cannot hold would fail the whole write.
-    const { events } = this.#prepare(batch);
-    if (events.length === 0) return Promise.resolve();
-    const write: Promise<void> = spool
-      .append(events)
-      .then(
-        () => {
-          this.#stats.spooled += events.length;
-          if (replaySoon) this.#replayLater();
-          this.#once.warnOnce("spooled", `events that could not be delivered now are kept in ${spool.file} and will be replayed`);
-        },
-        (error: unknown) => {
-          this.#spoolWriteFailures++;
-          this.#stats.dropped += events.length;
-          const err = this.#error(
-            "spool",
-            `${events.length} event(s) lost: could not write the spool ${spool.file}: ${(error as Error).message ?? String(error)}; check spoolDir is a writable directory with free space`,
-            events,
-            error,
-          );
-          this.#report(err, true);
-        },
-      )
-      .finally(() => this.#spoolWrites.delete(write));
-    this.#spoolWrites.add(write);
-    return write;
-  }
-
-  #handleOverflow(): Promise<void> {
-    this.#overflowScheduled = false;
-    const events = this.#overflow;
-    if (events.length === 0) return Promise.resolve();
-    this.#overflow = [];
-    if (this.#spool) {
-      this.#once.warnOnce("overflow", `the queue is full (maxQueueSize ${this.#opts.maxQueueSize}): overflowing events go to the spool`);
-      return this.#toSpool(events);
-    }
-    this.#stats.dropped += events.length;
-    this.#report(
-      this.#error(
-        "queue-full",
-        `${events.length} event(s) dropped: the queue is full (maxQueueSize ${this.#opts.maxQueueSize}) and no spoolDir is set; raise maxQueueSize or set spoolDir`,
-        events,
-      ),
-      true,
-    );
-    return Promise.resolve();
-  }
-
-  async #doReplay(): Promise<number> {
-    const spool = this.#spool;
-    if (!spool) return 0;
-    let files: string[];
-    try {
-      files = await spool.claim();
-    } catch (error) {
-      this.#report(this.#error("spool", `could not read the spool in ${spool.dir}: ${(error as Error).message}`, [], error), true);
-      return 0;
-    }
-    let total = 0;
-    let skipped = 0;
-    for (const [index, file] of files.entries()) {
-      const tasks: Promise<unknown>[] = [];
-      const failuresBefore = this.#spoolWriteFailures;
-      let probed = false;
-      try {
-        const onBatch = async (batch: CloudEvent[]) => {
-          this.#stats.replayed += batch.length;
-          if (performance.now() > this.#replaySendUntil) {
-            await this.#toSpool(batch); // shutting down: hand the rest back to the spool file
-            return;
-          }
-          await this.#acquireSlot();
-          if (probed) {
-            tasks.push(this.#startTask(batch));
-            return;
-          }
-          // The first batch goes alone, once: if the endpoint is still down, the file stays as it is.
-          probed = true;
-          const outcome = await this.#startTask(batch, true);
-          if (outcome !== "handled") {
-            this.#stats.replayed -= batch.length; // still in the file, read again next time
-            throw new ReplayStopped(outcome);
-          }
-        };
-        // The batches under way settle before the file is taken as complete: a writer that opened it
-        // before the claim may add lines meanwhile, and they are read too.
-        const result = await spool.read(file, this.#opts.maxBatchSize, onBatch, () => Promise.allSettled(tasks));
-        await Promise.allSettled(tasks);
-        await Promise.allSettled([...this.#spoolWrites]);
-        if (this.#spoolWriteFailures !== failuresBefore) {
-          // Some events could not be re-spooled: keep the file (ids make a second replay safe).
-          spool.release(file);
-          this.#logger.warn(`kept ${file} for a later replay: some of its events could not be re-spooled`);
-          continue;
-        }
-        await spool.remove(file);
-        total += result.events;
-        skipped += result.skipped;
-      } catch (error) {
-        await Promise.allSettled(tasks);
-        if (error instanceof ReplayStopped) {
-          // Endpoint down or misconfigured: this file and the ones after it wait, untouched.
-          for (const kept of files.slice(index)) spool.release(kept);
-          if (error.outcome === "retry-later") this.#replayLater();
-          break;
-        }
-        spool.release(file);
-        this.#replayLater();
-        this.#report(this.#error("spool", `could not replay ${file}: ${(error as Error).message}; it is kept and retried later`, [], error), true);
-      }
-    }
-    if (skipped > 0) {
-      this.#logger.warn(`skipped ${skipped} unreadable line(s) while replaying the spool in ${spool.dir} (torn by a crash mid-write, or corrupted)`);
-    }
-    if (total > 0) this.#replayBackoffMs = REPLAY_FIRST_DELAY_MS;
-    return total;
-  }
-
-  // --- reporting ------------------------------------------------------------------------------
-
-  #redact(text: string): string {
-    return redact(text, this.#opts.apiKey);
-  }
-
-  #error(kind: IngestErrorKind, message: string, events: CloudEvent[], cause?: unknown): IngestError {
-    const status = cause instanceof PermanentError || cause instanceof TransientError ? cause.status : undefined;
-    const detail = cause instanceof PermanentError || cause instanceof TransientError ? cause.detail : undefined;
-    return new IngestError(this.#redact(message), { kind, events, status, detail, cause });
+  #flushDeferred(): void {
+    const deferred = this.#deferred;
+    this.#deferred = undefined;
+    if (deferred === undefined) return;
+    for (const [kind, { message, events }] of deferred) this.#report(kind, `${events.length} ${message}`, events, {}, kind !== "invalid-event");
   }
 
   /** onError when set, else the logger; `warn` adds a warning too (for events lost for good). */
-  #report(error: IngestError, warn = false): void {
-    const onError = this.#opts.onError;
-    if (onError) {
-      try {
-        onError(error);
-      } catch (thrown) {
-        this.#logger.error(`onError threw: ${String(thrown)}`);
-      }
-      if (warn) this.#logger.warn(error.message);
-    } else {
-      this.#logger.error(error.message);
+  #report(
+    kind: IngestErrorKind,
+    message: string,
+    events: readonly QueuedEvent[] | CloudEvent[],
+    extra: { status?: number | undefined; detail?: string | undefined },
+    warn = false,
+  ): void {
+    const error = new IngestError(redact(message, this.#options.apiKey), {
+      kind,
+      events: events.length > 0 && isQueued(events[0]) ? parseAll(events as readonly QueuedEvent[]) : (events as CloudEvent[]),
+      status: extra.status,
+      detail: extra.detail,
+    });
+    const onError = this.#options.onError;
+    if (onError === undefined) return this.#logger.error(error.message);
+    try {
+      onError(error);
+    } catch (thrown) {
+      this.#logger.error(`onError threw: ${String(thrown)}`);
     }
+    if (warn) this.#logger.warn(error.message);
   }
 }
 
-/** First wait before the spool is retried on a timer; doubled after each try, up to the maximum. */
-const REPLAY_FIRST_DELAY_MS = 5_000;
-const REPLAY_MAX_DELAY_MS = 5 * 60_000;
-/** How long replays may send at shutdown or exit before handing the rest back to the spool. */
-const REPLAY_AT_EXIT_MS = 5_000;
-
-/**
- * How a delivery ended, for a replay's probe: handled (delivered, or refused and reported: go on),
- * the endpoint down (try later), or refusing our key or url (wait for a fixed configuration).
- */
-type ProbeOutcome = "handled" | "retry-later" | "misconfigured";
-
-/** A replay's probe found the endpoint down or refusing us: the pass stops, its files stay as they are. */
-class ReplayStopped extends Error {
-  constructor(readonly outcome: Exclude<ProbeOutcome, "handled">) {
-    super(outcome);
-  }
+function duration(ms: number): string {
+  return ms < 1000 ? `${ms} ms` : `${Math.round(ms / 100) / 10} s`;
 }
 
-function halves<T>(items: T[]): [T[], T[]] {
-  const mid = Math.ceil(items.length / 2);
-  return [items.slice(0, mid), items.slice(mid)];
+/** Segments are rotated at this size: small enough that a lost ledger costs little, large enough to be few. */
+const SEGMENT_BYTES = 1024 * 1024;
+
+function isQueued(value: unknown): value is QueuedEvent {
+  return typeof value === "object" && value !== null && typeof (value as QueuedEvent).json === "string" && typeof (value as QueuedEvent).epoch === "number";
 }
 
-/** Refusals that a corrected key, url or proxy would turn into deliveries. */
-function isConfigurationProblem(status: number | undefined): boolean {
-  return status === undefined || status === 401 || status === 403 || status === 404 || (status >= 200 && status < 400);
+function parseAll(events: readonly QueuedEvent[]): CloudEvent[] {
+  return events.map((event) => JSON.parse(event.json) as CloudEvent);
 }

@@ -1,15 +1,24 @@
 import type { CloudEvent } from "../cloudevent";
 
 /**
- * Why events could not be delivered:
- * - `rejected`: the endpoint answered a status that retrying cannot fix (400, 401, 404, 413, ...);
- * - `retries-exhausted`: network errors, time-outs, 408/429/5xx outlasted the retry budget (no spool);
- * - `invalid-event`: an event failed the CloudEvent schema and was left out of its batch;
- * - `queue-full`: the in-memory queue was full and no spool is configured;
- * - `spool`: the spool could not be written or read;
- * - `refused`: the events came after `shutdown()` (a call that ended after its handler shut down).
+ * Why events were not delivered:
+ * - `rejected`: the endpoint refused them for good (400, 401, 403, 404, 413, 415, 422, a web page, ...);
+ * - `invalid-event`: not a valid CloudEvent for OpenMeter, or not serialisable: refused at `enqueue`;
+ * - `queue-full`: held nowhere: the endpoint was failing, the in-memory queue was full and no `spoolDir` is set;
+ * - `spool-full`, `spool-write`: the spool was full (`maxSpoolBytes`) or could not be written, and memory was full too;
+ * - `corrupt`: a record in the spool failed its checksum (reported with its byte range, never sent);
+ * - `undelivered`: still held in memory when the process ended or `shutdown()` gave up (no `spoolDir`);
+ * - `refused`: handed over after `shutdown()`.
  */
-export type IngestErrorKind = "rejected" | "retries-exhausted" | "invalid-event" | "queue-full" | "spool" | "refused";
+export type IngestErrorKind =
+  | "rejected"
+  | "invalid-event"
+  | "queue-full"
+  | "spool-full"
+  | "spool-write"
+  | "corrupt"
+  | "undelivered"
+  | "refused";
 
 export interface IngestErrorInit {
   kind: IngestErrorKind;
@@ -23,11 +32,11 @@ export interface IngestErrorInit {
 export class IngestError extends Error {
   override readonly name = "IngestError";
   readonly kind: IngestErrorKind;
-  /** HTTP status of the last answer, when there was one. */
+  /** HTTP status of the answer, when there was one. */
   readonly status: number | undefined;
   /** The server's problem+json `detail` (or title), or a short snippet of a non-JSON body. */
   readonly detail: string | undefined;
-  /** The events this error is about. */
+  /** The events this error is about (for `corrupt`: none, the message gives the file and byte ranges). */
   readonly events: CloudEvent[];
 
   constructor(message: string, init: IngestErrorInit) {
@@ -36,32 +45,5 @@ export class IngestError extends Error {
     this.status = init.status;
     this.detail = init.detail;
     this.events = init.events;
-  }
-}
-
-/** A send attempt that may succeed later (network error, time-out, 408, 429, 5xx). */
-export class TransientError extends Error {
-  override readonly name = "TransientError";
-  constructor(
-    message: string,
-    readonly status?: number,
-    readonly detail?: string,
-    /** From Retry-After, already capped. */
-    readonly retryAfterMs?: number,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-  }
-}
-
-/** A send attempt that cannot succeed by retrying (most 4xx, 3xx). */
-export class PermanentError extends Error {
-  override readonly name = "PermanentError";
-  constructor(
-    message: string,
-    readonly status: number | undefined,
-    readonly detail?: string,
-  ) {
-    super(message);
   }
 }

@@ -1,22 +1,82 @@
 import { z } from "zod";
+import type { Clock } from "../clock";
 import type { Logger } from "../logger";
+import { describe, parseOptions } from "../option-errors";
 import type { IngestError } from "./errors";
+
+/** How one request is retried before the client backs off. */
+export interface RetryOptions {
+  /** Retries of one request (network error, time-out, 408, 429, 5xx) before the client backs off. @default 10 */
+  retries?: number;
+  /** The first wait between retries; it doubles after each (with jitter). @default 200 */
+  minDelayMs?: number;
+  /** The longest wait between retries, and the wait before one probe request once retries ran out. @default 30000 */
+  maxDelayMs?: number;
+}
+
+/** Options of an `IngestClient` (and of the client a `MeteringCallbackHandler` creates). */
+export interface IngestOptions {
+  /** The full events URL, e.g. `http://localhost:8888/api/v1/events` or `https://us.api.konghq.com/v3/openmeter/events`. */
+  url: string;
+  /** Bearer token. Leave it out for an endpoint without authentication (a self-hosted OpenMeter). Never logged. */
+  apiKey?: string;
+  /** One deadline per request, from connecting to the last byte of the answer. @default 10000 */
+  timeoutMs?: number;
+  /** Events per request. @default 100 */
+  maxBatchSize?: number;
+  /** Longest a live event waits for its batch to fill before it is sent. @default 1000 */
+  flushIntervalMs?: number;
+  /**
+   * Events held in memory while the endpoint is failing (beyond it they are reported through `onError`,
+   * with the events); with `spoolDir`, events kept in memory besides the disk. Never a limit while the
+   * endpoint keeps up. @default 10000
+   */
+  maxQueueSize?: number;
+  /** Requests in flight at once. @default 4 */
+  maxConcurrency?: number;
+  /** Retries of one request; a partial object keeps the other defaults. */
+  retry?: RetryOptions;
+  /**
+   * Directory of the write-ahead log: every event is written there before `enqueue` returns and
+   * deleted once the endpoint acknowledged it. Events of a process that died are delivered by the next
+   * one that opens the directory. @default undefined (events are held in memory only)
+   */
+  spoolDir?: string;
+  /** Disk the spool may use; beyond it events are held in memory, then reported. @default 1073741824 (1 GiB) */
+  maxSpoolBytes?: number;
+  /**
+   * `fdatasync` every append, so events also survive a power loss or a kernel crash (a process crash
+   * is survived without it). Costs a disk flush per model call. @default false
+   */
+  spoolFsync?: boolean;
+  /** How long a dead process's spool waits before another process takes it over. @default 10000 */
+  spoolLeaseMs?: number;
+  /** The longest `shutdown()`, a signal or the end of the program wait to deliver what is left. @default 5000 */
+  shutdownTimeoutMs?: number;
+  /** Deliver what is left when the program runs out of work (`beforeExit`). @default true */
+  flushOnExit?: boolean;
+  /**
+   * On SIGTERM and SIGINT, deliver (or leave on disk) what is left within `shutdownTimeoutMs`, then let
+   * the signal end the process, unless the program listens for it too (then the program decides). @default true
+   */
+  handleSignals?: boolean;
+  /** Called with every event that could not be delivered or held, and why. @default undefined (the logger says it) */
+  onError?: (error: IngestError) => void;
+  /** Where warnings go. @default the console */
+  logger?: Logger;
+  /** Time for every timer and deadline; tests pass a `TestClock`. @default the system clock */
+  clock?: Clock;
+}
 
 const LOOPBACK_HOSTS = new Set(["localhost", "[::1]", "::1"]);
 
-/** Loopback hosts may skip the API key: a local OpenMeter usually runs without auth. */
+/** Loopback hosts: plain http there is fine and needs no note. */
 export function isLoopbackHost(hostname: string): boolean {
   return LOOPBACK_HOSTS.has(hostname) || /^127(\.\d{1,3}){3}$/.test(hostname);
 }
 
-function describe(value: unknown): string {
-  if (typeof value === "string") return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}…` : value);
-  if (typeof value === "function") return "a function";
-  if (value === null) return "null";
-  if (Array.isArray(value)) return "an array";
-  if (typeof value === "object") return "an object";
-  return String(value);
-}
+/** Hosted endpoints that always need a key: leaving it out can only end in 401. */
+const HOSTED = /(^|\.)(konghq\.com|openmeter\.cloud)$/i;
 
 /** Drops user:password and query from a URL before it is shown to anyone. */
 export function safeUrl(url: string): string {
@@ -44,6 +104,8 @@ const bool = (name: string, def: boolean) =>
       error: (issue) => `\`${name}\` must be true or false, got ${describe(issue.input)}`,
     })
     .default(def);
+
+const isFunction = (value: unknown) => typeof value === "function";
 
 const url = z.custom<string>(
   (v) => {
@@ -76,19 +138,17 @@ function shownUrl(input: unknown): string {
   return "a string that is not a URL (not shown, in case it is a secret: are `url` and `apiKey` swapped?)";
 }
 
-export const retryOptionsSchema = z
+const retrySchema = z
   .strictObject({
     retries: int("retry.retries", 0, 10),
     minDelayMs: int("retry.minDelayMs", 0, 200),
     maxDelayMs: int("retry.maxDelayMs", 0, 30_000),
   })
-  .refine((r) => r.maxDelayMs >= r.minDelayMs, {
-    error: "`retry.maxDelayMs` must be >= `retry.minDelayMs`",
-  });
+  .refine((r) => r.maxDelayMs >= r.minDelayMs, { error: "`retry.maxDelayMs` must be >= `retry.minDelayMs`" });
 
 /**
  * The ingest options as a zod shape, so a wrapper (the metering handler) can spread it into its own
- * strict object and run {@link refineIngestOptions} on the result.
+ * strict object and run `refineIngestOptions` on the result.
  */
 export const ingestOptionsShape = {
   url,
@@ -106,56 +166,41 @@ export const ingestOptionsShape = {
       })
       .optional(),
   ),
+  timeoutMs: int("timeoutMs", 1, 10_000),
   maxBatchSize: int("maxBatchSize", 1, 100),
   flushIntervalMs: int("flushIntervalMs", 0, 1000),
   maxQueueSize: int("maxQueueSize", 1, 10_000),
   maxConcurrency: int("maxConcurrency", 1, 4),
-  timeoutMs: int("timeoutMs", 1, 10_000),
-  retry: retryOptionsSchema.default({ retries: 10, minDelayMs: 200, maxDelayMs: 30_000 }),
+  retry: retrySchema.default({ retries: 10, minDelayMs: 200, maxDelayMs: 30_000 }),
   spoolDir: z
-    .custom<string>((v) => typeof v === "string" && v.length > 0, {
+    .custom<string>((v) => typeof v === "string" && v.trim().length > 0, {
       error: (issue) => `\`spoolDir\` must be a directory path, got ${describe(issue.input)}`,
     })
     .optional(),
+  maxSpoolBytes: int("maxSpoolBytes", 65_536, 1024 ** 3),
+  spoolFsync: bool("spoolFsync", false),
+  spoolLeaseMs: int("spoolLeaseMs", 100, 10_000),
+  shutdownTimeoutMs: int("shutdownTimeoutMs", 0, 5000),
+  flushOnExit: bool("flushOnExit", true),
+  handleSignals: bool("handleSignals", true),
   onError: z
-    .custom<(error: IngestError) => void>((v) => typeof v === "function", {
+    .custom<(error: IngestError) => void>(isFunction, {
       error: (issue) => `\`onError\` must be a function (error: IngestError) => void, got ${describe(issue.input)}`,
     })
     .optional(),
   logger: z
     .custom<Logger>(
-      (v) =>
-        typeof v === "object" &&
-        v !== null &&
-        typeof (v as Logger).warn === "function" &&
-        typeof (v as Logger).error === "function",
+      (v) => typeof v === "object" && v !== null && isFunction((v as Logger).warn) && isFunction((v as Logger).error),
       { error: "`logger` must be an object with warn(message) and error(message) functions" },
     )
     .optional(),
-  flushOnExit: bool("flushOnExit", true),
-  handleSignals: bool("handleSignals", false),
+  clock: z
+    .custom<Clock>(
+      (v) => typeof v === "object" && v !== null && ["now", "wallNow", "setTimeout"].every((m) => isFunction((v as Record<string, unknown>)[m])),
+      { error: "`clock` must have now(), wallNow() and setTimeout() (the system clock, or a TestClock)" },
+    )
+    .optional(),
 };
-
-/**
- * What is allowed but probably wrong about a url, one warning each. Not errors: proxies and gateways
- * may serve the events endpoint at another path, and a private network may carry plain http.
- */
-export function urlWarnings(url: string): string[] {
-  const u = new URL(url);
-  const warnings: string[] = [];
-  if (!u.pathname.endsWith("/events")) {
-    warnings.push(
-      `url ${safeUrl(url)} does not end in /events: OpenMeter serves /api/v1/events, Konnect /v3/openmeter/events; ` +
-        "if nothing arrives, check url (a proxy that maps another path is fine)",
-    );
-  }
-  if (u.protocol === "http:" && !isLoopbackHost(u.hostname)) {
-    warnings.push(
-      `url ${safeUrl(url)} uses http:// to ${u.hostname}: the API key and usage travel unencrypted; use https:// unless this network is private`,
-    );
-  }
-  return warnings;
-}
 
 /** Checks that need several options at once; reuse it on any schema built from the shape. */
 export function refineIngestOptions(value: { url: string; apiKey?: string | undefined }, ctx: z.RefinementCtx): void {
@@ -166,107 +211,42 @@ export function refineIngestOptions(value: { url: string; apiKey?: string | unde
   } catch {
     return; // `url` reports its own problem
   }
-  if (!isLoopbackHost(host)) {
+  if (HOSTED.test(host)) {
     ctx.addIssue({
       code: "custom",
       path: ["apiKey"],
-      message: `\`apiKey\` is required for ${host} (it is missing or empty): only loopback URLs (localhost, 127.0.0.1, ::1) may omit it`,
+      message: `\`apiKey\` is required for ${host} (it is missing or empty): Konnect and OpenMeter Cloud answer 401 without one`,
     });
   }
 }
 
-export const ingestOptionsSchema = z.strictObject(ingestOptionsShape).superRefine(refineIngestOptions);
+const ingestOptionsSchema = z.strictObject(ingestOptionsShape).superRefine(refineIngestOptions);
 
-/** What the user passes. */
-export type IngestOptions = z.input<typeof ingestOptionsSchema>;
-/** With defaults filled in. */
+/** With defaults filled in. Internal: the published types are the hand-written ones above. */
 export type ResolvedIngestOptions = z.output<typeof ingestOptionsSchema>;
-export type RetryOptions = z.output<typeof retryOptionsSchema>;
-
-function editDistance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = row[0]!;
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const tmp = row[j]!;
-      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = tmp;
-    }
-  }
-  return row[b.length]!;
-}
-
-function closest(key: string, allowed: readonly string[]): string | undefined {
-  let best: string | undefined;
-  let bestScore = Infinity;
-  for (const candidate of allowed) {
-    const lower = candidate.toLowerCase();
-    const score = lower.startsWith(key.toLowerCase()) || key.toLowerCase().startsWith(lower) ? 1 : editDistance(key.toLowerCase(), lower);
-    if (score < bestScore) {
-      bestScore = score;
-      best = candidate;
-    }
-  }
-  return bestScore <= Math.max(2, Math.floor(key.length / 3)) ? best : undefined;
-}
-
-function shapeKeys(schema: z.ZodType, path: readonly PropertyKey[]): string[] {
-  let s: unknown = schema;
-  for (const key of path) {
-    s = unwrapObject(s)?.shape[key as string];
-  }
-  const obj = unwrapObject(s);
-  return obj ? Object.keys(obj.shape) : [];
-}
-
-function unwrapObject(s: unknown): z.ZodObject | undefined {
-  for (let i = 0; i < 8 && s; i++) {
-    if (s instanceof z.ZodObject) return s;
-    const def = (s as { _zod?: { def?: { innerType?: unknown; in?: unknown; schema?: unknown } } })._zod?.def;
-    s = def?.innerType ?? def?.in ?? def?.schema;
-  }
-  return undefined;
-}
-
-/** One line per problem, each naming the option and what is allowed. */
-export function formatOptionIssues(schema: z.ZodType, error: z.ZodError, input?: unknown): string[] {
-  const lines: string[] = [];
-  for (const issue of error.issues) {
-    if (issue.code === "unrecognized_keys") {
-      const allowed = shapeKeys(schema, issue.path);
-      const prefix = issue.path.length ? `${issue.path.join(".")}.` : "";
-      for (const key of issue.keys) {
-        const hint = closest(key, allowed);
-        lines.push(
-          `unknown option \`${prefix}${key}\`${hint ? ` (did you mean \`${prefix}${hint}\`?)` : ""}; allowed: ${allowed.join(", ")}`,
-        );
-      }
-    } else if (issue.code === "invalid_type" && issue.path.length === 0) {
-      lines.push(`options must be an object, got ${describe(input)}`);
-    } else if (issue.code === "invalid_type" && issue.path.length > 0 && issue.expected === "object") {
-      lines.push(`\`${issue.path.join(".")}\` must be an object`);
-    } else {
-      lines.push(issue.message);
-    }
-  }
-  return lines;
-}
-
-/** Parses options with any schema, throwing one TypeError that lists every problem. */
-export function parseOptions<S extends z.ZodType>(schema: S, input: unknown, label: string): z.output<S> {
-  const result = schema.safeParse(input);
-  if (result.success) return result.data;
-  // The key passed to the wrong option would be echoed as that option's bad value.
-  const apiKey = (input as { apiKey?: unknown } | null)?.apiKey;
-  const lines = formatOptionIssues(schema, result.error, input).map((line) =>
-    typeof apiKey === "string" && apiKey.length >= 8 ? line.split(apiKey).join("[redacted]") : line,
-  );
-  throw new TypeError(
-    lines.length === 1 ? `${label}: ${lines[0]}` : `${label}: ${lines.length} problems:\n- ${lines.join("\n- ")}`,
-  );
-}
 
 export function parseIngestOptions(input: unknown): ResolvedIngestOptions {
   return parseOptions(ingestOptionsSchema, input, "Invalid IngestClient options");
+}
+
+/**
+ * What is allowed but probably wrong about a url, or worth knowing, one note each. Not errors:
+ * proxies may serve the events endpoint at another path, and a private network may carry plain http.
+ */
+export function urlNotes(url: string, apiKey: string | undefined): string[] {
+  const u = new URL(url);
+  const notes: string[] = [];
+  if (!u.pathname.endsWith("/events")) {
+    notes.push(
+      `url ${safeUrl(url)} does not end in /events: OpenMeter serves /api/v1/events, Konnect /v3/openmeter/events; ` +
+        "if nothing arrives, check url (a proxy that maps another path is fine)",
+    );
+  }
+  const plain = u.protocol === "http:" && !isLoopbackHost(u.hostname);
+  if (plain && apiKey !== undefined) {
+    notes.push(`url ${safeUrl(url)} uses http:// to ${u.hostname}: the API key and usage travel unencrypted; use https:// unless this network is private`);
+  } else if (plain) {
+    notes.push(`sending to ${safeUrl(url)} without an apiKey and without TLS: fine for a self-hosted OpenMeter on a private network, otherwise set apiKey and use https://`);
+  }
+  return notes;
 }

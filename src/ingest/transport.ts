@@ -1,7 +1,7 @@
 import { Pool } from "undici";
-import { PermanentError, TransientError } from "./errors";
+import { type Clock, systemClock } from "../clock";
 import { safeUrl } from "./options";
-import { parseRetryAfter } from "./retry";
+import { parseRetryAfter } from "./retry-after";
 
 /** Exactly this, no parameters: OpenMeter v1 compares the header verbatim and answers 400 otherwise. */
 export const BATCH_CONTENT_TYPE = "application/cloudevents-batch+json";
@@ -12,89 +12,159 @@ const SNIPPET_LENGTH = 200;
 export interface TransportOptions {
   url: string;
   apiKey?: string | undefined;
+  /** One deadline for the whole request: connecting, sending, the answer's headers and its body. */
   timeoutMs: number;
   connections: number;
+  clock?: Clock;
 }
+
+/**
+ * How one request ended. Modelled on the OTLP exporter's result union: the caller decides what to
+ * do next from `kind` alone.
+ * - `delivered`: a 2xx (OpenMeter v1 answers 204, v3 and Konnect 202).
+ * - `refused`: an answer that retrying cannot change (most 4xx, 3xx, a 2xx web page); `configuration`
+ *   when the key, url or a proxy is at fault rather than the events (401, 403, 404, 3xx, HTML).
+ * - `retryable`: a network error, the deadline, 408, 429 or 5xx; `retryAfterMs` when the server said when.
+ * - `aborted`: the caller's signal ended it (shutdown's deadline): nothing is known about delivery.
+ */
+export type AttemptResult =
+  | { kind: "delivered"; status: number }
+  | { kind: "refused"; status: number | undefined; detail: string | undefined; message: string; configuration: boolean }
+  | { kind: "retryable"; status: number | undefined; detail: string | undefined; message: string; retryAfterMs: number | undefined }
+  | { kind: "aborted" };
 
 /** Replaces every occurrence of the secret; servers and proxies sometimes echo headers back. */
 export function redact(text: string, secret: string | undefined): string {
   return secret ? text.split(secret).join("[redacted]") : text;
 }
 
-/** One request per batch over one keep-alive pool. Resolves on 2xx, throws TransientError or PermanentError. */
+type Response = Awaited<ReturnType<Pool["request"]>>;
+
+/** One POST per batch over one keep-alive pool. Never throws: every ending is an `AttemptResult`. */
 export class Transport {
   readonly #pool: Pool;
   readonly #path: string;
   readonly #headers: Record<string, string>;
   readonly #shownUrl: string;
+  readonly #clock: Clock;
 
   constructor(readonly options: TransportOptions) {
     const url = new URL(options.url);
     this.#path = `${url.pathname}${url.search}`;
     this.#shownUrl = safeUrl(options.url);
+    this.#clock = options.clock ?? systemClock;
     this.#headers = { "content-type": BATCH_CONTENT_TYPE, "user-agent": "langchain-openmeter" };
     if (options.apiKey) this.#headers.authorization = `Bearer ${options.apiKey}`;
+    // Our own deadline (on the injected clock) bounds each request; undici's timers are only a backstop.
+    const backstop = options.timeoutMs + 1000;
     this.#pool = new Pool(url.origin, {
       connections: options.connections,
       pipelining: 1,
-      connectTimeout: options.timeoutMs,
-      headersTimeout: options.timeoutMs,
-      bodyTimeout: options.timeoutMs,
+      connectTimeout: backstop,
+      headersTimeout: backstop,
+      bodyTimeout: backstop,
     });
   }
 
-  /** `signal` ends the request early (a flush deadline); that counts as a network error. */
-  async send(body: string, signal?: AbortSignal): Promise<void> {
-    let res: Awaited<ReturnType<Pool["request"]>>;
+  async send(body: string, signal?: AbortSignal): Promise<AttemptResult> {
+    if (signal?.aborted) return { kind: "aborted" };
+    const deadline = new AbortController();
+    const timer = this.#clock.setTimeout(() => deadline.abort(), this.options.timeoutMs);
+    // The request's own activity keeps the process alive; the deadline must not add to it.
+    const both = signal ? AbortSignal.any([deadline.signal, signal]) : deadline.signal;
+    let res: Response;
     try {
-      res = await this.#pool.request({ path: this.#path, method: "POST", headers: this.#headers, body, signal });
+      res = await this.#pool.request({ path: this.#path, method: "POST", headers: this.#headers, body, signal: both });
     } catch (error) {
-      const code = (error as { code?: string }).code;
-      const message = error instanceof Error ? error.message : String(error);
-      if (code === "UND_ERR_INVALID_ARG") {
-        // Refused before anything was sent (a header undici will not write): retrying cannot help.
-        throw new PermanentError(this.#redact(`could not send to ${this.#shownUrl}: ${message}`), undefined, undefined);
-      }
-      // Still retried (DNS and listeners come back), but a typo in the url looks just like this: say so.
-      const hint =
-        code === "ENOTFOUND" || code === "EAI_AGAIN"
-          ? " (check url: its host name does not resolve)"
-          : code === "ECONNREFUSED"
-            ? " (check url: nothing listens at that host and port)"
-            : "";
-      throw new TransientError(
-        this.#redact(`network error sending to ${this.#shownUrl}: ${code ? `${code} ` : ""}${message}${hint}`),
-        undefined,
-        undefined,
-        undefined,
-        { cause: error },
-      );
+      timer.clear();
+      if (signal?.aborted) return { kind: "aborted" };
+      if (deadline.signal.aborted) return this.#timedOut("before the answer's headers arrived");
+      return this.#networkError(error);
     }
     const status = res.statusCode;
-    if (status >= 200 && status < 300 && /text\/html/i.test(String(res.headers["content-type"] ?? ""))) {
-      // OpenMeter answers 2xx with no body or JSON: a web page is a proxy, login or app page, and the events went nowhere.
-      const page = await readDetail(res).catch(() => undefined);
-      const shown = page === undefined ? undefined : this.#redact(page);
-      throw new PermanentError(
-        `${this.#shownUrl} answered ${status} with an HTML page, not OpenMeter: the events were not ingested; ` +
-          `check url (a proxy or login page may be in the way)${shown ? `: ${shown}` : ""}`,
-        status,
-        shown,
-      );
+    if (status >= 200 && status < 300 && !/text\/html/i.test(String(res.headers["content-type"] ?? ""))) {
+      // Delivered once the status is in: the body (OpenMeter sends none) is drained in the background,
+      // within the same deadline, so the socket can go back to the pool.
+      void res.body.dump().catch(() => undefined).finally(() => timer.clear());
+      return { kind: "delivered", status };
     }
-    if (status >= 200 && status < 300) {
-      // Drain so the socket goes back to the pool; a body read error after a 2xx does not undo delivery.
-      await res.body.dump().catch(() => undefined);
-      return;
+    let detail: string | undefined;
+    try {
+      detail = await readDetail(res);
+    } catch {
+      if (signal?.aborted) return { kind: "aborted" };
+      if (deadline.signal.aborted && status >= 200 && status < 300) detail = undefined;
+      else if (deadline.signal.aborted) return this.#timedOut(`while reading a ${status} answer`);
+    } finally {
+      timer.clear();
     }
-    const detail = await readDetail(res).catch(() => undefined);
     const shownDetail = detail === undefined ? undefined : this.#redact(detail);
     const suffix = shownDetail ? `: ${shownDetail}` : "";
-    if (status === 408 || status === 429 || (status >= 500 && status < 600)) {
-      const retryAfterMs = parseRetryAfter(res.headers["retry-after"]);
-      throw new TransientError(`${this.#shownUrl} answered ${status}${suffix}`, status, shownDetail, retryAfterMs);
+    if (status >= 200 && status < 300) {
+      // OpenMeter answers 2xx with no body or JSON: a web page is a proxy, login or app page, and the events went nowhere.
+      return {
+        kind: "refused",
+        status,
+        detail: shownDetail,
+        configuration: true,
+        message: `${this.#shownUrl} answered ${status} with an HTML page, not OpenMeter: the events were not ingested; check url (a proxy or login page may be in the way)${suffix}`,
+      };
     }
-    throw new PermanentError(this.#permanentMessage(status, res.headers.location) + suffix, status, shownDetail);
+    if (status === 408 || status === 429 || (status >= 500 && status < 600)) {
+      return {
+        kind: "retryable",
+        status,
+        detail: shownDetail,
+        retryAfterMs: parseRetryAfter(res.headers["retry-after"], this.#clock.wallNow()),
+        message: `${this.#shownUrl} answered ${status}${suffix}`,
+      };
+    }
+    return {
+      kind: "refused",
+      status,
+      detail: shownDetail,
+      configuration: isConfigurationProblem(status),
+      message: this.#permanentMessage(status, res.headers.location) + suffix,
+    };
+  }
+
+  #timedOut(when: string): AttemptResult {
+    return {
+      kind: "retryable",
+      status: undefined,
+      detail: undefined,
+      retryAfterMs: undefined,
+      message: `${this.#shownUrl} did not answer within timeoutMs (${this.options.timeoutMs} ms), ${when}`,
+    };
+  }
+
+  #networkError(error: unknown): AttemptResult {
+    const code = (error as { code?: string }).code;
+    const message = error instanceof Error ? error.message : String(error);
+    if (code === "UND_ERR_INVALID_ARG") {
+      // Refused before anything was sent (a header undici will not write): retrying cannot help.
+      return {
+        kind: "refused",
+        status: undefined,
+        detail: undefined,
+        configuration: true,
+        message: this.#redact(`could not send to ${this.#shownUrl}: ${message}`),
+      };
+    }
+    // Still retried (DNS and listeners come back), but a typo in the url looks just like this: say so.
+    const hint =
+      code === "ENOTFOUND" || code === "EAI_AGAIN"
+        ? " (check url: its host name does not resolve)"
+        : code === "ECONNREFUSED"
+          ? " (check url: nothing listens at that host and port)"
+          : "";
+    return {
+      kind: "retryable",
+      status: undefined,
+      detail: undefined,
+      retryAfterMs: undefined,
+      message: this.#redact(`network error sending to ${this.#shownUrl}: ${code ? `${code} ` : ""}${message}${hint}`),
+    };
   }
 
   #permanentMessage(status: number, location: string | string[] | undefined): string {
@@ -135,7 +205,12 @@ export class Transport {
   }
 }
 
-async function readDetail(res: Awaited<ReturnType<Pool["request"]>>): Promise<string | undefined> {
+/** Refusals that a corrected key, url or proxy would turn into deliveries. */
+export function isConfigurationProblem(status: number | undefined): boolean {
+  return status === undefined || status === 401 || status === 403 || status === 404 || (status >= 300 && status < 400);
+}
+
+async function readDetail(res: Response): Promise<string | undefined> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of res.body) {

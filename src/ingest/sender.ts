@@ -1,0 +1,239 @@
+import { type Clock, type ClockTimer } from "../clock";
+import type { Batcher } from "./batcher";
+import type { Batch, EventQueue } from "./queue";
+import type { RetryingTransport } from "./retrying-transport";
+import type { AttemptResult } from "./transport";
+
+/**
+ * - `healthy`: the last request was acknowledged (or none was made yet);
+ * - `retrying`: requests are failing and being retried;
+ * - `backing-off`: retries ran out (or the server asked to wait): nothing is sent until one probe
+ *   request, after `retry.maxDelayMs` or the server's `Retry-After`, succeeds;
+ * - `misconfigured`: the endpoint refuses our key or url (401, 403, 404, 3xx, a web page): with a
+ *   disk log the events wait on disk and one probe a minute checks whether that changed.
+ */
+export type SenderState = "healthy" | "retrying" | "backing-off" | "misconfigured";
+
+type Refused = Extract<AttemptResult, { kind: "refused" }>;
+type Retryable = Extract<AttemptResult, { kind: "retryable" }>;
+
+export interface SenderHooks {
+  delivered(batch: Batch): void;
+  /** Refused for good: report it; the sender settles the batch afterwards. */
+  refused(batch: Batch, result: Refused): void;
+  /** The endpoint refuses our configuration; the events stay queued (disk log only). Reported once per streak. */
+  misconfigured(batch: Batch, result: Refused): void;
+  stateChanged(state: SenderState, cause: Retryable | Refused | undefined): void;
+  retried(): void;
+}
+
+export interface SenderOptions {
+  queue: EventQueue & { take(max: number, options?: { liveDue: boolean }): Batch | undefined; readonly hasBacklog?: boolean };
+  transport: RetryingTransport;
+  batcher: Batcher;
+  clock: Clock;
+  maxConcurrency: number;
+  maxBatchSize: number;
+  /** Wait after retries ran out before the probe (when the server gave no Retry-After). */
+  backoffMs: number;
+  /** Keep refused-for-configuration events queued (true for a disk log: the next process, fixed, sends them). */
+  keepOnConfigurationProblem: boolean;
+  hooks: SenderHooks;
+}
+
+/** How long a misconfigured endpoint is left alone before one probe asks again. */
+export const MISCONFIGURED_PROBE_MS = 60_000;
+/** After several single events were refused and none went through, the endpoint refuses them all. */
+const REFUSED_ALONE_LIMIT = 3;
+
+/**
+ * Takes batches from the queue and sends them, `maxConcurrency` at a time, through the retrying
+ * transport; settles what was acknowledged or refused for good, releases the rest back to the queue.
+ * A refused 400 or 413 batch is split in halves until the refused events stand alone.
+ */
+export class Sender {
+  state: SenderState = "healthy";
+  #inFlight = 0;
+  #eventsInFlight = 0;
+  #probing = false;
+  #resumeTimer: ClockTimer | undefined;
+  #stopped = false;
+  /** Waits end by this time (shutdown with events only in memory); undefined: as long as asked. */
+  #resumeBy: number | undefined;
+  #cutOff = new AbortController();
+  #idle: Array<() => void> = [];
+
+  constructor(readonly options: SenderOptions) {}
+
+  /** Events in requests under way. */
+  get eventsInFlight(): number {
+    return this.#eventsInFlight;
+  }
+
+  get requestsInFlight(): number {
+    return this.#inFlight;
+  }
+
+  /** Starts what may start now. Cheap to call often. */
+  pump(): void {
+    if (this.#stopped) return;
+    const { queue, batcher, maxConcurrency, maxBatchSize } = this.options;
+    if (this.state === "backing-off" || this.state === "misconfigured") {
+      if (this.#probing || this.#resumeTimer !== undefined) return;
+      // The wait is over (or was cut short): one probe, without retries.
+      const batch = queue.take(maxBatchSize, { liveDue: true });
+      if (batch === undefined) return;
+      this.#probing = true;
+      this.#start(batch, 0);
+      return;
+    }
+    while (this.#inFlight < maxConcurrency) {
+      const liveDue = batcher.due(queue.ready);
+      const batch = queue.take(maxBatchSize, { liveDue });
+      if (batch === undefined) break;
+      this.#start(batch);
+    }
+    batcher.taken(queue.ready);
+  }
+
+  /** From now on, a wait (backing off, misconfigured) ends by `time` at the latest, the one under way included. */
+  resumeBy(time: number): void {
+    this.#resumeBy = time;
+    if (this.#resumeTimer !== undefined && this.#resumeAt > time) this.#wait(0);
+  }
+
+  /** Ends every request under way (their batches are released) and stops sending. */
+  stop(): void {
+    this.#stopped = true;
+    this.#resumeTimer?.clear();
+    this.#resumeTimer = undefined;
+    this.#cutOff.abort();
+  }
+
+  /** Resolves when no request is under way. */
+  idle(): Promise<void> {
+    if (this.#inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push(resolve));
+  }
+
+  #start(batch: Batch, retries?: number): void {
+    this.#inFlight++;
+    this.#eventsInFlight += batch.events.length;
+    const size = batch.events.length;
+    void this.#deliver(batch, retries, { delivered: 0, refusedAlone: 0 })
+      .catch(() => this.options.queue.release(batch)) // only a bug: keep the events
+      .finally(() => {
+        this.#inFlight--;
+        this.#eventsInFlight -= size;
+        if (this.#inFlight === 0) for (const resolve of this.#idle.splice(0)) resolve();
+        this.pump();
+      });
+  }
+
+  /** Sends one batch (or its halves) to the end: every event is settled or released on the way. */
+  async #deliver(batch: Batch, retries: number | undefined, tally: { delivered: number; refusedAlone: number }): Promise<void> {
+    const { queue, hooks, transport } = this.options;
+    const result = await transport.send(body(batch), this.#cutOff.signal, retries);
+    switch (result.kind) {
+      case "delivered":
+        tally.delivered += batch.events.length;
+        this.#becomeHealthy();
+        hooks.delivered(batch);
+        queue.settle(batch);
+        return;
+      case "aborted":
+        queue.release(batch);
+        return;
+      case "retryable":
+        queue.release(batch);
+        this.#backOff(result);
+        return;
+      case "refused":
+        return this.#refused(batch, result, retries, tally);
+    }
+  }
+
+  async #refused(batch: Batch, result: Refused, retries: number | undefined, tally: { delivered: number; refusedAlone: number }): Promise<void> {
+    const { queue, hooks, keepOnConfigurationProblem } = this.options;
+    this.#probing = false;
+    if (result.configuration && keepOnConfigurationProblem) {
+      queue.release(batch);
+      if (this.state !== "misconfigured") {
+        this.#setState("misconfigured", result);
+        hooks.misconfigured(batch, result);
+      }
+      this.#wait(MISCONFIGURED_PROBE_MS);
+      return;
+    }
+    // The endpoint answered about the events, so it is up and takes our key.
+    this.#becomeHealthy();
+    const splittable = (result.status === 400 || result.status === 413) && batch.events.length > 1;
+    if (!splittable) {
+      if (batch.events.length === 1 && result.status === 400) tally.refusedAlone++;
+      hooks.refused(batch, result);
+      queue.settle(batch);
+      return;
+    }
+    // One invalid event fails a whole OpenMeter request (400), and a batch may be too large (413):
+    // halves, until the refused events stand alone and the rest went through.
+    const middle = Math.ceil(batch.events.length / 2);
+    const halves = [batch.slice(0, middle), batch.slice(middle, batch.events.length)];
+    for (const half of halves) {
+      if (result.status === 400 && tally.refusedAlone >= REFUSED_ALONE_LIMIT && tally.delivered === 0) {
+        // The endpoint refuses every event: the rest is refused without a request each.
+        hooks.refused(half, result);
+        queue.settle(half);
+        continue;
+      }
+      if (this.#stopped) {
+        queue.release(half);
+        continue;
+      }
+      await this.#deliver(half, retries, tally);
+    }
+  }
+
+  #becomeHealthy(): void {
+    this.#probing = false;
+    if (this.state !== "healthy") this.#setState("healthy", undefined);
+  }
+
+  /** Retries ran out, or the server asked to wait: nothing is sent until the probe after the wait. */
+  #backOff(result: Retryable): void {
+    this.#probing = false;
+    if (this.state !== "backing-off") this.#setState("backing-off", result);
+    this.#wait(result.retryAfterMs ?? this.options.backoffMs);
+  }
+
+  #resumeAt = 0;
+  #wait(ms: number): void {
+    if (this.#stopped) return;
+    const clock = this.options.clock;
+    if (this.#resumeBy !== undefined) ms = Math.max(0, Math.min(ms, this.#resumeBy - clock.now()));
+    this.#resumeTimer?.clear();
+    this.#resumeAt = clock.now() + ms;
+    this.#resumeTimer = clock.setTimeout(() => {
+      this.#resumeTimer = undefined;
+      this.pump();
+    }, ms);
+  }
+
+  /** A failed attempt that will be retried: the endpoint is not keeping up. */
+  noteRetry(): void {
+    this.options.hooks.retried();
+    if (this.state === "healthy") this.#setState("retrying", undefined);
+  }
+
+  #setState(state: SenderState, cause: Retryable | Refused | undefined): void {
+    this.state = state;
+    this.options.hooks.stateChanged(state, cause);
+  }
+}
+
+/** The request body: the events' JSON, already serialised at enqueue, joined into one array. */
+export function body(batch: Batch): string {
+  let text = "[";
+  const events = batch.events;
+  for (let i = 0; i < events.length; i++) text += i === 0 ? events[i]!.json : `,${events[i]!.json}`;
+  return `${text}]`;
+}
