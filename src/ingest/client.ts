@@ -363,18 +363,22 @@ export class IngestClient implements EventSink {
 
   #stateChanged(state: SenderState, cause: { message: string } | undefined): void {
     const where = this.#log ? `on disk in ${this.#queue.location}` : "in memory";
-    if (state === "retrying") this.#once.warnOnce("retrying", `delivery is failing; retrying (events are kept ${where})`);
-    if (state === "backing-off" && cause) {
+    // A flapping endpoint changes state often: say so at most once a minute.
+    const quiet = this.#clock.now() - this.#lastStateWarning < STATE_WARNING_INTERVAL_MS;
+    if (state === "retrying" && !quiet) {
+      this.#lastStateWarning = this.#clock.now();
+      this.#logger.warn(`delivery is failing; retrying (events are kept ${where})`);
+    }
+    if (state === "backing-off" && cause && !quiet) {
+      this.#lastStateWarning = this.#clock.now();
       this.#logger.warn(
         `${cause.message}; retries ran out, so one request every ${duration(this.#options.retry.maxDelayMs)} ` +
           `checks whether the endpoint is back (events are kept ${where})`,
       );
     }
-    if (state === "healthy") {
-      this.#once.reset("retrying");
-      this.#checkFlushes();
-    } else this.#checkFlushes();
+    this.#checkFlushes();
   }
+  #lastStateWarning = Number.NEGATIVE_INFINITY;
 
   #diskProblem(problem: DiskProblem): void {
     switch (problem.kind) {
@@ -470,6 +474,9 @@ export class IngestClient implements EventSink {
 function duration(ms: number): string {
   return ms < 1000 ? `${ms} ms` : `${Math.round(ms / 100) / 10} s`;
 }
+
+/** The least time between two warnings about delivery failing. */
+const STATE_WARNING_INTERVAL_MS = 60_000;
 
 /** Segments are rotated at this size: small enough that a lost ledger costs little, large enough to be few. */
 const SEGMENT_BYTES = 1024 * 1024;

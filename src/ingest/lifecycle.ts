@@ -8,7 +8,7 @@
  * - SIGTERM / SIGINT: participants shut down within their bound; then, when nobody else listens for
  *   the signal, it is raised again so the process ends as that signal ends it. A program with its own
  *   listener keeps control: the library never ends a process that has other listeners. A second
- *   signal while shutting down is raised again at once.
+ *   signal while shutting down is raised again at once, after the synchronous `exit` part.
  * - `exit` (process.exit(), an uncaught exception, the natural end): synchronous only, participants
  *   let go of their files and say what they leave behind.
  *
@@ -67,7 +67,12 @@ function createRegistry(): Registry {
     onBeforeExit: () => each(live(registry.participants), (p) => p.beforeExit?.()),
     onExit: () => each(live(registry.participants), (p) => p.onExit?.()),
     onSignal: (signal) => {
-      if (registry.signalling) return reraise(registry, signal);
+      if (registry.signalling) {
+        // The user wants out now. A signal ends the process without an `exit` event: the synchronous
+        // part (letting go of files, saying what is left) runs here instead.
+        registry.onExit();
+        return reraise(registry, signal);
+      }
       registry.signalling = true;
       const endings = live(registry.signalParticipants).map((p) => p.onSignal?.(signal).catch(() => undefined));
       void Promise.allSettled(endings).then(() => reraise(registry, signal));

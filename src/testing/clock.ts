@@ -73,6 +73,24 @@ export class TestClock implements Clock {
     await settle();
   }
 
+  /**
+   * Moves time forward in steps of `stepMs` until `promise` settles, and returns its value: for code
+   * that does real I/O (files, sockets) between its timers, so a timer it sets later is still reached.
+   * Throws when `promise` has not settled after `maxMs` of clock time.
+   */
+  async advanceUntil<T>(promise: Promise<T>, { stepMs = 10, maxMs = 600_000 }: { stepMs?: number; maxMs?: number } = {}): Promise<T> {
+    let settled = false;
+    const watched = promise.finally(() => {
+      settled = true;
+    });
+    watched.catch(() => undefined);
+    for (let moved = 0; !settled; moved += stepMs) {
+      if (moved > maxMs) throw new Error(`TestClock.advanceUntil: not settled after ${maxMs} ms of clock time`);
+      await this.advance(stepMs);
+    }
+    return watched;
+  }
+
   /** Moves time to the next pending timer and fires it (and any due at the same time); false when none. */
   async next(): Promise<boolean> {
     const next = this.#earliest();

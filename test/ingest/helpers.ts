@@ -1,5 +1,8 @@
+import { mkdtempSync, rmSync } from "node:fs";
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from "node:http";
-import type { CloudEvent, IngestError, Logger } from "langchain-openmeter";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { CloudEvent, IngestError, IngestStats, Logger } from "langchain-openmeter";
 import { listenOnLoopback } from "../support/http";
 
 export interface SeenRequest {
@@ -64,4 +67,30 @@ export const fastRetry = { retries: 5, minDelayMs: 5, maxDelayMs: 50 };
 
 export function bodyIds(body: string): string[] {
   return (JSON.parse(body) as CloudEvent[]).map((e) => e.id);
+}
+
+/** A temporary directory, removed by the returned cleanup (register it with afterEach). */
+export function tempDir(prefix = "om-test-"): { dir: string; remove: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/**
+ * Waits until `check()` holds, turning the event loop (socket I/O completes meanwhile); fails after
+ * `timeoutMs` of real time, a generous bound that a correct run never comes near.
+ */
+export async function eventually(check: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const start = Date.now();
+  while (!check()) {
+    if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+}
+
+/** The identity every IngestStats must keep. */
+export function balance(stats: IngestStats): { left: number; right: number } {
+  return {
+    left: stats.enqueued + stats.recovered,
+    right: stats.delivered + stats.refused + stats.dropped + stats.handedOver + stats.pending.memory + stats.pending.disk,
+  };
 }

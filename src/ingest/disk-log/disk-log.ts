@@ -202,7 +202,7 @@ export class DiskLog implements EventQueue {
       const written = writeSync(segment.fd!, text);
       if (written !== length) {
         ftruncateSync(segment.fd!, segment.bytes); // no half record may stay in front of the next one
-        throw Object.assign(new Error(`short write (${written} of ${length} bytes)`), { code: "ENOSPC" });
+        throw Object.assign(new Error(`ENOSPC: no space left on the device (wrote ${written} of ${length} bytes; undone)`), { code: "ENOSPC" });
       }
       if (this.#options.fsync) fdatasyncSync(segment.fd!);
     } catch (error) {
