@@ -9,7 +9,7 @@ import { FlushTracker } from "./flush-tracker";
 import { joinLifecycle } from "./lifecycle";
 import { MemoryQueue } from "./memory-queue";
 import { type IngestOptions, parseIngestOptions, type ResolvedIngestOptions, urlNotes } from "./options";
-import type { Batch, EventQueue, QueuedEvent } from "./queue";
+import type { EventQueue, QueuedEvent } from "./queue";
 import { RetryingTransport } from "./retrying-transport";
 import { Sender, type SenderState } from "./sender";
 import { serializeEvent } from "./serialize";
@@ -127,7 +127,7 @@ export class IngestClient implements EventSink {
     this.#batcher = new Batcher(this.#clock, opts.maxBatchSize, opts.flushIntervalMs, () => this.#pump());
     const retrying = new RetryingTransport(this.#transport, opts.retry, () => this.#sender.noteRetry());
     this.#sender = new Sender({
-      queue: this.#queue as EventQueue & { take(max: number, options?: { liveDue: boolean }): Batch | undefined },
+      queue: this.#queue,
       transport: retrying,
       batcher: this.#batcher,
       clock: this.#clock,
@@ -142,10 +142,12 @@ export class IngestClient implements EventSink {
           this.#done(batch.events);
           this.#checkFlushes();
         },
-        refused: (batch, result) => {
-          this.#counts.refused += batch.events.length;
-          this.#done(batch.events);
-          this.#report("rejected", `${batch.events.length} event(s) not ingested: ${result.message}`, batch.events, { status: result.status, detail: result.detail });
+        refused: (events) => {
+          this.#counts.refused += events.length;
+          this.#done(events);
+        },
+        reportRefused: (events, result) => {
+          this.#report("rejected", `${events.length} event(s) not ingested: ${result.message}`, events, { status: result.status, detail: result.detail });
           this.#checkFlushes();
         },
         misconfigured: (batch, result) => {
@@ -230,7 +232,7 @@ export class IngestClient implements EventSink {
     return {
       ...this.#counts,
       recovered: this.#log?.recovered ?? 0,
-      dropped: this.#counts.dropped + (this.#log?.corrupt ?? 0),
+      dropped: this.#counts.dropped + (this.#log?.corrupt ?? 0) + (this.#log?.lost ?? 0),
       handedOver: this.#log?.handedOver ?? 0,
       pending,
       unread: { segments: unread.segments, bytes: unread.bytes },
@@ -403,6 +405,16 @@ export class IngestClient implements EventSink {
         this.#logger.error(
           `another process took over this client's spool (its lease was not renewed for spoolLeaseMs: was the event loop blocked?); ` +
             `it delivers the ${problem.handedOver} event(s) it holds`,
+        );
+        return;
+      case "directory-removed":
+        this.#report(
+          "spool-write",
+          `the spool directory ${this.#queue.location} was removed while in use: ${problem.heldInMemory} event(s) written before are held in memory only now` +
+            `${problem.lost > 0 ? `, and ${problem.lost} that were only on disk are lost` : ""}; later events go to a new directory`,
+          [],
+          {},
+          true,
         );
         return;
       case "adopted":

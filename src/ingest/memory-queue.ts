@@ -30,13 +30,14 @@ export class MemoryQueue implements EventQueue {
     return this.#againCount + this.#ready.length - this.#head;
   }
 
-  take(max: number): Batch | undefined {
+  take(max: number, { liveDue }: { liveDue: boolean } = { liveDue: true }): Batch | undefined {
     const again = this.#again.shift();
     let events: QueuedEvent[];
     if (again !== undefined) {
       this.#againCount -= again.length;
       events = again;
     } else {
+      if (!liveDue) return undefined;
       const available = this.#ready.length - this.#head;
       if (available <= 0 || max <= 0) return undefined;
       const end = this.#head + Math.min(max, available);

@@ -46,9 +46,11 @@ export interface EventQueue {
   append(events: readonly QueuedEvent[], options: { memoryLimit: number }): AppendRefusal | undefined;
   /**
    * Up to `max` of the oldest events not under way, or undefined when none can be taken now (with a
-   * disk log, a segment may still be loading: `onReadable` fires when it is in).
+   * disk log, a segment may still be loading: `onReadable` fires when it is in). Live events are taken
+   * only when `liveDue` (the batcher says a batch is due); released batches and events taken over
+   * from another owner are always due.
    */
-  take(max: number): Batch | undefined;
+  take(max: number, options: { liveDue: boolean }): Batch | undefined;
   /** The batch leaves the queue: delivered, or refused and reported. */
   settle(batch: Batch): void;
   /** The batch goes back to the front, to be taken again. */

@@ -1,6 +1,6 @@
 import { type Clock, type ClockTimer } from "../clock";
 import type { Batcher } from "./batcher";
-import type { Batch, EventQueue } from "./queue";
+import type { Batch, EventQueue, QueuedEvent } from "./queue";
 import type { RetryingTransport } from "./retrying-transport";
 import type { AttemptResult } from "./transport";
 
@@ -19,8 +19,10 @@ type Retryable = Extract<AttemptResult, { kind: "retryable" }>;
 
 export interface SenderHooks {
   delivered(batch: Batch): void;
-  /** Refused for good: report it; the sender settles the batch afterwards. */
-  refused(batch: Batch, result: Refused): void;
+  /** Refused for good, and settled: count them now. */
+  refused(events: readonly QueuedEvent[]): void;
+  /** Report what was refused, once per batch sent, however it was split. */
+  reportRefused(events: readonly QueuedEvent[], result: Refused): void;
   /** The endpoint refuses our configuration; the events stay queued (disk log only). Reported once per streak. */
   misconfigured(batch: Batch, result: Refused): void;
   stateChanged(state: SenderState, cause: Retryable | Refused | undefined): void;
@@ -28,7 +30,7 @@ export interface SenderHooks {
 }
 
 export interface SenderOptions {
-  queue: EventQueue & { take(max: number, options?: { liveDue: boolean }): Batch | undefined; readonly hasBacklog?: boolean };
+  queue: EventQueue;
   transport: RetryingTransport;
   batcher: Batcher;
   clock: Clock;
@@ -96,7 +98,7 @@ export class Sender {
     batcher.taken(queue.ready);
   }
 
-  /** From now on, a wait (backing off, misconfigured) ends by `time` at the latest, the one under way included. */
+  /** A wait (backing off, misconfigured) that would run past `time` ends at it, the one under way included. */
   resumeBy(time: number): void {
     this.#resumeBy = time;
     if (this.#resumeTimer !== undefined && this.#resumeAt > time) this.#wait(0);
@@ -120,9 +122,11 @@ export class Sender {
     this.#inFlight++;
     this.#eventsInFlight += batch.events.length;
     const size = batch.events.length;
-    void this.#deliver(batch, retries, { delivered: 0, refusedAlone: 0 })
+    const tally: Tally = { delivered: 0, refusedAlone: 0, refused: [], result: undefined };
+    void this.#deliver(batch, retries, tally)
       .catch(() => this.options.queue.release(batch)) // only a bug: keep the events
       .finally(() => {
+        if (tally.result !== undefined) this.options.hooks.reportRefused(tally.refused, tally.result);
         this.#inFlight--;
         this.#eventsInFlight -= size;
         if (this.#inFlight === 0) for (const resolve of this.#idle.splice(0)) resolve();
@@ -131,7 +135,7 @@ export class Sender {
   }
 
   /** Sends one batch (or its halves) to the end: every event is settled or released on the way. */
-  async #deliver(batch: Batch, retries: number | undefined, tally: { delivered: number; refusedAlone: number }): Promise<void> {
+  async #deliver(batch: Batch, retries: number | undefined, tally: Tally): Promise<void> {
     const { queue, hooks, transport } = this.options;
     const result = await transport.send(body(batch), this.#cutOff.signal, retries);
     switch (result.kind) {
@@ -153,7 +157,7 @@ export class Sender {
     }
   }
 
-  async #refused(batch: Batch, result: Refused, retries: number | undefined, tally: { delivered: number; refusedAlone: number }): Promise<void> {
+  async #refused(batch: Batch, result: Refused, retries: number | undefined, tally: Tally): Promise<void> {
     const { queue, hooks, keepOnConfigurationProblem } = this.options;
     this.#probing = false;
     if (result.configuration && keepOnConfigurationProblem) {
@@ -170,8 +174,7 @@ export class Sender {
     const splittable = (result.status === 400 || result.status === 413) && batch.events.length > 1;
     if (!splittable) {
       if (batch.events.length === 1 && result.status === 400) tally.refusedAlone++;
-      hooks.refused(batch, result);
-      queue.settle(batch);
+      this.#refuse(batch, result, tally);
       return;
     }
     // One invalid event fails a whole OpenMeter request (400), and a batch may be too large (413):
@@ -181,8 +184,7 @@ export class Sender {
     for (const half of halves) {
       if (result.status === 400 && tally.refusedAlone >= REFUSED_ALONE_LIMIT && tally.delivered === 0) {
         // The endpoint refuses every event: the rest is refused without a request each.
-        hooks.refused(half, result);
-        queue.settle(half);
+        this.#refuse(half, result, tally);
         continue;
       }
       if (this.#stopped) {
@@ -191,6 +193,13 @@ export class Sender {
       }
       await this.#deliver(half, retries, tally);
     }
+  }
+
+  #refuse(batch: Batch, result: Refused, tally: Tally): void {
+    tally.refused.push(...batch.events);
+    tally.result = result;
+    this.options.queue.settle(batch);
+    this.options.hooks.refused(batch.events);
   }
 
   #becomeHealthy(): void {
@@ -209,7 +218,9 @@ export class Sender {
   #wait(ms: number): void {
     if (this.#stopped) return;
     const clock = this.options.clock;
-    if (this.#resumeBy !== undefined) ms = Math.max(0, Math.min(ms, this.#resumeBy - clock.now()));
+    // A wait that would run past `resumeBy` ends at it instead: one more try before the deadline, not a storm.
+    const resumeBy = this.#resumeBy;
+    if (resumeBy !== undefined && clock.now() < resumeBy && clock.now() + ms > resumeBy) ms = resumeBy - clock.now();
     this.#resumeTimer?.clear();
     this.#resumeAt = clock.now() + ms;
     this.#resumeTimer = clock.setTimeout(() => {
@@ -228,6 +239,15 @@ export class Sender {
     this.state = state;
     this.options.hooks.stateChanged(state, cause);
   }
+}
+
+/** What one batch's delivery came to, across its halves. */
+interface Tally {
+  delivered: number;
+  refusedAlone: number;
+  refused: QueuedEvent[];
+  /** The answer that refused them (the last one, when several did). */
+  result: Refused | undefined;
 }
 
 /** The request body: the events' JSON, already serialised at enqueue, joined into one array. */

@@ -1,85 +1,103 @@
+// IngestClient as a whole: batching, flush, memory bounds, serialisation at enqueue, shutdown and the
+// counters, against plain loopback servers; every timer on a TestClock.
+import type { ServerResponse } from "node:http";
 import { afterEach, describe, expect, it } from "vitest";
-import { IngestClient } from "langchain-openmeter";
-import { bodyIds, fastRetry, makeEvents, recorder, startPlainServer } from "./helpers";
+import { type CloudEvent, IngestClient, type IngestOptions } from "langchain-openmeter";
+import { TestClock } from "langchain-openmeter/testing";
+import { balance, bodyIds, eventually, makeEvents, recorder, startPlainServer, tempDir } from "./helpers";
 
-const cleanup: Array<() => Promise<unknown>> = [];
+const cleanup: Array<() => unknown> = [];
 afterEach(async () => {
   while (cleanup.length) await cleanup.pop()!();
 });
 
-async function until(check: () => boolean, timeoutMs = 5000): Promise<void> {
-  const start = Date.now();
-  while (!check()) {
-    if (Date.now() - start > timeoutMs) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, 5));
-  }
+type Responder = Parameters<typeof startPlainServer>[0];
+const ok: Responder = (_req, res) => res.writeHead(204).end();
+
+async function setup(respond: Responder, options: Partial<IngestOptions> = {}) {
+  const server = await startPlainServer(respond);
+  const rec = recorder();
+  const clock = new TestClock();
+  const client = new IngestClient({
+    url: server.url,
+    clock,
+    retry: { retries: 2, minDelayMs: 1, maxDelayMs: 1000 },
+    handleSignals: false,
+    flushOnExit: false,
+    logger: rec.logger,
+    onError: rec.onError,
+    ...options,
+  });
+  cleanup.push(
+    () => server.close(),
+    () => clock.advanceUntil(client.shutdown()),
+  );
+  return { server, client, rec, clock };
 }
 
-async function setup(handler: Parameters<typeof startPlainServer>[0], options: Record<string, unknown> = {}) {
-  const server = await startPlainServer(handler);
-  const rec = recorder();
-  const client = new IngestClient({ url: server.url, retry: fastRetry, flushOnExit: false, logger: rec.logger, onError: rec.onError, ...options });
-  cleanup.push(() => server.close(), () => client.shutdown());
-  return { server, client, rec };
+/** A server that holds every request until `release` (or answers them all as `respond` says). */
+function holdingServer() {
+  const held: ServerResponse[] = [];
+  return {
+    respond: ((_req, res) => void held.push(res)) as Responder,
+    held,
+    releaseAll: (status = 204) => {
+      for (const res of held.splice(0)) res.writeHead(status).end();
+    },
+  };
 }
-const ok: Parameters<typeof startPlainServer>[0] = (_req, res) => res.writeHead(204).end();
+
+const idsOf = (requests: { body: string }[]) => requests.flatMap((r) => bodyIds(r.body));
 
 describe("batching", () => {
-  it("sends full batches of maxBatchSize without waiting for the interval", async () => {
-    const { server, client } = await setup(ok, { maxBatchSize: 10, flushIntervalMs: 60_000 });
-    client.enqueue(makeEvents(25));
-    await until(() => server.requests.length >= 2);
-    expect(server.requests.map((r) => bodyIds(r.body).length)).toEqual([10, 10]);
-    await client.flush();
+  it("full batches go out on the next turn of the event loop; the partial rest only after flushIntervalMs on the clock", async () => {
+    const { server, client, clock } = await setup(ok, { maxBatchSize: 10, flushIntervalMs: 1000 });
+    const events = makeEvents(25);
+    client.enqueue(events);
+    await eventually(() => server.requests.length === 2, "the two full batches");
+    await clock.advance(999);
+    expect(client.stats().inFlight).toBe(0);
+    expect(server.requests).toHaveLength(2);
+    await clock.advance(1);
+    await eventually(() => server.requests.length === 3, "the partial batch");
     expect(server.requests.map((r) => bodyIds(r.body).length)).toEqual([10, 10, 5]);
+    expect(idsOf(server.requests)).toEqual(events.map((e) => e.id));
   });
 
-  it("sends a partial batch after flushIntervalMs", async () => {
-    const { server, client } = await setup(ok, { flushIntervalMs: 20 });
-    client.enqueue(makeEvents(3));
-    expect(server.requests).toHaveLength(0);
-    // The server sees the request before the client sees the answer.
-    await until(() => client.stats().sent === 3);
-    expect(server.requests).toHaveLength(1);
-    expect(bodyIds(server.requests[0]!.body)).toHaveLength(3);
-    expect(client.stats()).toMatchObject({ sent: 3, batches: 1, queueDepth: 0 });
-  });
-
-  it("keeps event order within and across batches", async () => {
-    const { server, client } = await setup(ok, { maxBatchSize: 4, maxConcurrency: 1 });
-    const events = makeEvents(10);
-    for (const e of events) client.enqueue(e);
-    await client.flush();
-    expect(server.requests.flatMap((r) => bodyIds(r.body))).toEqual(events.map((e) => e.id));
-  });
-
-  it("never has more than maxConcurrency batches in flight", async () => {
-    let open = 0;
-    let peak = 0;
-    const { client } = await setup((_req, res) => {
-      open++;
-      peak = Math.max(peak, open);
-      setTimeout(() => {
-        open--;
-        res.writeHead(204).end();
-      }, 20);
-    }, { maxBatchSize: 1, maxConcurrency: 3 });
-    client.enqueue(makeEvents(12));
-    expect(client.stats().queueDepth).toBe(12);
-    await client.flush();
-    expect(peak).toBe(3);
-    expect(client.stats()).toMatchObject({ sent: 12, batches: 12, inFlight: 0, queueDepth: 0 });
-  });
-
-  it("enqueue does no I/O and no validation: nothing happens before the event loop turns", async () => {
-    const { server, client, rec } = await setup(ok, { maxBatchSize: 1 });
-    client.enqueue({ nonsense: true } as never);
+  it("the interval starts with the first event of a batch, not with the last", async () => {
+    const { server, client, clock } = await setup(ok, { maxBatchSize: 100, flushIntervalMs: 1000 });
     client.enqueue(makeEvents(1));
-    expect(client.stats()).toMatchObject({ enqueued: 2, queueDepth: 2, failed: 0 });
-    expect(rec.errors).toHaveLength(0);
-    await client.flush();
-    expect(server.requests).toHaveLength(1);
-    expect(rec.errors[0]!.kind).toBe("invalid-event");
+    await clock.advance(600);
+    client.enqueue(makeEvents(1));
+    await clock.advance(400);
+    await eventually(() => server.requests.length === 1, "one batch 1000 ms after the first event");
+    expect(bodyIds(server.requests[0]!.body)).toHaveLength(2);
+  });
+
+  it("never has more than maxConcurrency requests in flight", async () => {
+    const hold = holdingServer();
+    const { client, clock } = await setup(hold.respond, { maxBatchSize: 1, maxConcurrency: 3 });
+    client.enqueue(makeEvents(12));
+    await eventually(() => hold.held.length === 3, "three requests");
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(hold.held).toHaveLength(3);
+    expect(client.stats().inFlight).toBe(3);
+    const flushed = client.flush();
+    while (client.stats().delivered < 12) {
+      hold.releaseAll();
+      await new Promise((resolve) => setTimeout(resolve, 2));
+      expect(hold.held.length).toBeLessThanOrEqual(3);
+    }
+    await clock.advanceUntil(flushed);
+    expect(client.stats()).toMatchObject({ delivered: 12, batches: 12, inFlight: 0 });
+  });
+
+  it("enqueue starts no request inside the caller's turn (LangChain's callback)", async () => {
+    const { server, client } = await setup(ok, { maxBatchSize: 2 });
+    client.enqueue(makeEvents(2));
+    expect(client.stats().inFlight).toBe(0);
+    expect(server.requests).toHaveLength(0);
+    await eventually(() => server.requests.length === 1, "the request on the next turn");
   });
 });
 
@@ -90,127 +108,259 @@ describe("flush", () => {
     expect(server.requests).toHaveLength(0);
   });
 
-  it("waits for batches already in flight", async () => {
-    let release: () => void = () => {};
-    const { client } = await setup((_req, res) => {
-      release = () => res.writeHead(204).end();
-    }, { maxBatchSize: 2 });
+  it("waits for requests already in flight", async () => {
+    const hold = holdingServer();
+    const { client } = await setup(hold.respond, { maxBatchSize: 2 });
     client.enqueue(makeEvents(2));
-    await until(() => client.stats().inFlight === 2);
+    await eventually(() => hold.held.length === 1, "the request");
     let done = false;
     const flushing = client.flush().then(() => (done = true));
-    await new Promise((r) => setTimeout(r, 30));
+    await new Promise((resolve) => setTimeout(resolve, 20));
     expect(done).toBe(false);
-    release();
+    hold.releaseAll();
     await flushing;
-    expect(client.stats().sent).toBe(2);
+    expect(client.stats().delivered).toBe(2);
   });
 
-  it("never rejects, even when everything fails", async () => {
-    const { client, rec } = await setup((_req, res) => res.writeHead(500).end(), { retry: { retries: 0, minDelayMs: 0, maxDelayMs: 0 } });
+  it("waits for what was enqueued before it, not for later traffic", async () => {
+    const hold = holdingServer();
+    const { client } = await setup(hold.respond, { maxBatchSize: 5, maxConcurrency: 1 });
+    const before = makeEvents(5, "before");
+    client.enqueue(before);
+    let done = false;
+    const flushing = client.flush().then(() => (done = true));
+    await eventually(() => hold.held.length === 1, "the first batch");
+    client.enqueue(makeEvents(5, "later")); // queued behind the first batch
+    hold.releaseAll(); // the first batch is acknowledged; the later one is now in flight
+    await flushing;
+    expect(done).toBe(true);
+    await eventually(() => hold.held.length === 1, "the later batch in flight");
+    expect(client.stats().delivered).toBe(5);
+    hold.releaseAll();
+  });
+
+  it("during an outage, resolves once retries ran out (the events stay queued) instead of holding the caller", async () => {
+    let down = true;
+    const { server, client, clock } = await setup((_req, res) => res.writeHead(down ? 503 : 204).end(), { retry: { retries: 2, minDelayMs: 1, maxDelayMs: 30_000 } });
+    client.enqueue(makeEvents(3));
+    await clock.advanceUntil(client.flush());
+    expect(client.stats()).toMatchObject({ state: "backing-off", delivered: 0, pending: { memory: 3, disk: 0 } });
+    expect(server.requests).toHaveLength(3);
+    down = false;
+    await clock.advance(30_000); // the probe after retry.maxDelayMs
+    await eventually(() => client.stats().delivered === 3, "delivery after the probe");
+    expect(client.stats().state).toBe("healthy");
+  });
+
+  it("with timeoutMs, resolves at the deadline on the clock while a request hangs", async () => {
+    const hold = holdingServer();
+    const { client, clock } = await setup(hold.respond, { timeoutMs: 60_000 });
+    client.enqueue(makeEvents(1));
+    let done = false;
+    const flushing = client.flush({ timeoutMs: 500 }).then(() => (done = true));
+    await eventually(() => hold.held.length === 1, "the request");
+    await clock.advance(499);
+    expect(done).toBe(false);
+    await clock.advance(1);
+    await flushing;
+    expect(client.stats().pending.memory).toBe(1);
+    hold.releaseAll();
+  });
+
+  it("never rejects, even when every event is refused", async () => {
+    const { client, rec } = await setup((_req, res) => res.writeHead(422).end());
     client.enqueue(makeEvents(5));
     await expect(client.flush()).resolves.toBeUndefined();
-    expect(client.stats()).toMatchObject({ failed: 5, sent: 0 });
-    expect(rec.errors).toHaveLength(1);
+    expect(client.stats()).toMatchObject({ refused: 5, delivered: 0 });
+    expect(rec.errors.map((e) => e.kind)).toEqual(["rejected"]);
   });
 });
 
-describe("bounded queue without a spool", () => {
-  it("counts overflow as dropped and reports it through onError and a warning", async () => {
-    const { server, client, rec } = await setup(ok, { maxQueueSize: 5, maxBatchSize: 100 });
-    const events = makeEvents(8);
-    client.enqueue(events);
-    expect(client.stats()).toMatchObject({ enqueued: 8, queueDepth: 5 });
-    await client.flush();
-    expect(client.stats()).toMatchObject({ sent: 5, dropped: 3 });
-    expect(bodyIds(server.requests[0]!.body)).toEqual(events.slice(0, 5).map((e) => e.id));
-    expect(rec.errors).toHaveLength(1);
-    expect(rec.errors[0]).toMatchObject({ kind: "queue-full", events: events.slice(5) });
-    expect(rec.errors[0]!.message).toMatch(/maxQueueSize 5.*raise maxQueueSize or set spoolDir/);
-    expect(rec.warnings.some((w) => w.includes("dropped"))).toBe(true);
+describe("without a spool: memory is bounded in an outage, never while the endpoint keeps up", () => {
+  it("a burst of 50,000 calls (100,000 events) in one synchronous loop: none dropped, all delivered", async () => {
+    let received = 0;
+    const { client, rec, clock } = await setup((_req, res, body) => {
+      received += bodyIds(body).length;
+      res.writeHead(204).end();
+    }, { maxQueueSize: 10_000, maxBatchSize: 500 });
+    const template = makeEvents(1)[0]!;
+    for (let i = 0; i < 50_000; i++) {
+      client.enqueue([
+        { ...template, id: `burst-${i}-input` },
+        { ...template, id: `burst-${i}-output` },
+      ]);
+    }
+    expect(client.stats()).toMatchObject({ enqueued: 100_000, dropped: 0 });
+    await clock.advanceUntil(client.flush());
+    expect(received).toBe(100_000);
+    expect(client.stats()).toMatchObject({ delivered: 100_000, dropped: 0, pending: { memory: 0, disk: 0 } });
+    expect(rec.errors).toEqual([]);
   });
 
-  it("without onError the loss still reaches the logger", async () => {
-    const server = await startPlainServer(ok);
-    const logged: string[] = [];
-    const client = new IngestClient({ url: server.url, maxQueueSize: 1, flushOnExit: false, logger: { warn: (m) => logged.push(m), error: (m) => logged.push(m) } });
-    cleanup.push(() => server.close(), () => client.shutdown());
-    client.enqueue(makeEvents(3));
-    await client.flush();
-    expect(logged.join("\n")).toMatch(/2 event\(s\) dropped/);
+  it("in an outage, memory holds at most maxQueueSize; beyond it events are reported with the events, and the held ones are delivered later", async () => {
+    let down = true;
+    const { client, rec, clock } = await setup((_req, res) => res.writeHead(down ? 503 : 204).end(), {
+      maxQueueSize: 20,
+      maxBatchSize: 10,
+      retry: { retries: 0, minDelayMs: 1, maxDelayMs: 1000 },
+    });
+    client.enqueue(makeEvents(10, "first"));
+    await clock.advanceUntil(client.flush()); // the endpoint is found down
+    expect(client.stats().state).toBe("backing-off");
+    client.enqueue(makeEvents(10, "second"));
+    client.enqueue(makeEvents(5, "third")); // 25 > maxQueueSize
+    await new Promise((resolve) => setImmediate(resolve)); // refusals are reported once per turn
+    expect(client.stats().pending.memory).toBe(20);
+    expect(rec.errors.map((e) => [e.kind, e.events.map((x) => x.id)])).toEqual([["queue-full", makeEvents(5, "third").map((e) => e.id)]]);
+    expect(rec.errors[0]!.message).toMatch(/maxQueueSize 20.*set spoolDir/);
+    down = false;
+    await clock.advance(1000);
+    await clock.advanceUntil(client.flush());
+    expect(client.stats()).toMatchObject({ delivered: 20, dropped: 5, pending: { memory: 0, disk: 0 } });
+  });
+});
+
+describe("events are serialised at enqueue", () => {
+  it("a change to the object after enqueue changes nothing that is sent", async () => {
+    const { server, client, clock } = await setup(ok);
+    const [event] = makeEvents(1);
+    client.enqueue(event!);
+    (event!.data as Record<string, unknown>).tokens = 999_999;
+    event!.id = "changed";
+    await clock.advanceUntil(client.flush());
+    const sent = JSON.parse(server.requests[0]!.body) as CloudEvent[];
+    expect(sent[0]!.id).not.toBe("changed");
+    expect(sent[0]!.data).toMatchObject({ tokens: 1 });
+  });
+
+  it("a loop that reuses one object sends one event per enqueue, each as it was then", async () => {
+    const { server, client, clock } = await setup(ok);
+    const [event] = makeEvents(1);
+    for (let i = 0; i < 100; i++) {
+      event!.id = `reused-${i}`;
+      client.enqueue(event!);
+    }
+    await clock.advanceUntil(client.flush());
+    expect(new Set(idsOf(server.requests)).size).toBe(100);
+  });
+
+  it("an event with a throwing getter or a revoked Proxy costs only itself", async () => {
+    for (const spoolDir of [undefined, tempDir().dir]) {
+      const { server, client, rec, clock } = await setup(ok, spoolDir ? { spoolDir } : {});
+      const [a, b] = makeEvents(2);
+      const getter = { ...makeEvents(1)[0]!, get data(): Record<string, unknown> { throw new Error("draft revoked"); } };
+      const { proxy, revoke } = Proxy.revocable({ ...makeEvents(1)[0]! }, {});
+      revoke();
+      client.enqueue([a!, getter as unknown as CloudEvent, proxy, b!]);
+      await clock.advanceUntil(client.flush());
+      expect(idsOf(server.requests)).toEqual([a!.id, b!.id]);
+      expect(rec.errors.map((e) => [e.kind, e.events.length])).toEqual([["invalid-event", 2]]);
+      expect(rec.errors[0]!.message).toMatch(/draft revoked|revoked/);
+      expect(client.stats()).toMatchObject({ enqueued: 4, delivered: 2, refused: 2 });
+    }
   });
 });
 
 describe("shutdown", () => {
-  it("flushes, then refuses later events with a clear error; it is idempotent", async () => {
-    const { server, client } = await setup(ok, { flushIntervalMs: 60_000 });
-    client.enqueue(makeEvents(3));
-    await Promise.all([client.shutdown(), client.shutdown()]);
-    await client.shutdown();
-    expect(server.requests).toHaveLength(1);
-    expect(() => client.enqueue(makeEvents(1))).toThrow(/IngestClient was shut down/);
-    await expect(client.flush()).resolves.toBeUndefined();
+  it("is bounded by shutdownTimeoutMs on the clock while the endpoint hangs; without a spool it reports the events it leaves", async () => {
+    const hold = holdingServer();
+    const { client, rec, clock } = await setup(hold.respond, { shutdownTimeoutMs: 2000, timeoutMs: 60_000 });
+    const events = makeEvents(3);
+    client.enqueue(events);
+    let done = false;
+    const stopping = client.shutdown().then(() => (done = true));
+    await eventually(() => hold.held.length === 1, "the request");
+    await clock.advance(1999);
+    expect(done).toBe(false);
+    await clock.advance(1);
+    await stopping;
+    const undelivered = rec.errors.filter((e) => e.kind === "undelivered");
+    expect(undelivered.flatMap((e) => e.events.map((x) => x.id))).toEqual(events.map((e) => e.id));
+    expect(rec.warnings.some((w) => /3 event\(s\) were not delivered and are lost.*set spoolDir/.test(w))).toBe(true);
+    const stats = client.stats();
+    expect(stats).toMatchObject({ state: "closed", dropped: 3, pending: { memory: 0, disk: 0 } });
+    expect(balance(stats).left).toBe(balance(stats).right);
+  });
+
+  it("with a spool, leaves what is undelivered on disk, says where, and the next client delivers it", async () => {
+    const dir = tempDir().dir;
+    let down = true;
+    const { server, client, rec, clock } = await setup((_req, res) => res.writeHead(down ? 503 : 204).end(), { spoolDir: dir, retry: { retries: 0, minDelayMs: 1, maxDelayMs: 1000 } });
+    client.enqueue(makeEvents(4, "kept"));
+    await clock.advanceUntil(client.shutdown());
+    expect(rec.warnings.some((w) => w.includes(`4 event(s) not delivered yet are kept in ${dir}`))).toBe(true);
+    expect(client.stats()).toMatchObject({ state: "closed", pending: { memory: 0, disk: 4 } });
+    down = false;
+    const next = new IngestClient({ url: server.url, spoolDir: dir, clock, handleSignals: false, flushOnExit: false, logger: rec.logger });
+    await clock.advanceUntil(next.flush());
+    expect(next.stats()).toMatchObject({ recovered: 4, delivered: 4 });
+    expect(idsOf(server.requests.filter((r) => bodyIds(r.body)[0]!.startsWith("kept"))).slice(-4)).toEqual(makeEvents(4, "kept").map((e) => e.id));
+    await clock.advanceUntil(next.shutdown());
+  });
+
+  it("refuses later events with an error that says what to do; shutdown is idempotent", async () => {
+    const { client, clock } = await setup(ok);
+    const first = client.shutdown();
+    expect(client.shutdown()).toBe(first);
+    await clock.advanceUntil(first);
+    expect(() => client.enqueue(makeEvents(1))).toThrow(/shut down: enqueue\(\) is refused after shutdown\(\); create a new client/);
   });
 
   it("survives an onError and a logger that throw", async () => {
     const server = await startPlainServer((_req, res) => res.writeHead(400).end());
+    const clock = new TestClock();
     const client = new IngestClient({
       url: server.url,
+      clock,
+      handleSignals: false,
       flushOnExit: false,
       onError: () => {
-        throw new Error("user bug");
+        throw new Error("onError broke");
       },
       logger: {
         warn: () => {
-          throw new Error("logger bug");
+          throw new Error("warn broke");
         },
         error: () => {
-          throw new Error("logger bug");
+          throw new Error("error broke");
         },
       },
     });
-    cleanup.push(() => server.close());
-    client.enqueue(makeEvents(1));
-    await client.flush();
-    await client.shutdown();
-    expect(client.stats().failed).toBe(1);
+    client.enqueue(makeEvents(3));
+    await clock.advanceUntil(client.flush());
+    await clock.advanceUntil(client.shutdown());
+    await server.close();
+    expect(client.stats()).toMatchObject({ refused: 3, state: "closed" });
   });
 });
 
-describe("stats", () => {
-  it("adds up: enqueued = sent + failed + spooled + dropped + inFlight + queueDepth", async () => {
-    const { client } = await setup((_req, res, body) => {
-      res.writeHead(body.includes("-3\"") ? 400 : 204).end();
-    }, { maxBatchSize: 2, maxQueueSize: 6 });
-    client.enqueue(makeEvents(9));
-    await client.flush();
-    const s = client.stats();
-    expect(s.enqueued).toBe(9);
-    expect(s.sent + s.failed + s.spooled + s.dropped + s.inFlight + s.queueDepth).toBe(9);
-    // The refused batch [e-2, e-3] is split: e-2 is delivered, only e-3 fails.
-    expect(s).toMatchObject({ sent: 5, failed: 1, dropped: 3, batches: 3 });
-  });
-});
-
-describe("exit hooks", () => {
-  it("one shared beforeExit listener for any number of clients, removed by shutdown; signals only when asked", async () => {
-    const before = process.listenerCount("beforeExit");
-    const sigterm = process.listenerCount("SIGTERM");
-    const clients = Array.from({ length: 20 }, () => new IngestClient({ url: "http://127.0.0.1:9/api/v1/events" }));
-    expect(process.listenerCount("beforeExit")).toBe(before + 1);
-    expect(process.listenerCount("SIGTERM")).toBe(sigterm);
-    const withSignals = new IngestClient({ url: "http://127.0.0.1:9/api/v1/events", handleSignals: true });
-    expect(process.listenerCount("SIGTERM")).toBe(sigterm + 1);
-    expect(process.listenerCount("SIGINT")).toBeGreaterThan(0);
-    await Promise.all([...clients, withSignals].map((c) => c.shutdown()));
-    expect(process.listenerCount("beforeExit")).toBe(before);
-    expect(process.listenerCount("SIGTERM")).toBe(sigterm);
-  });
-
-  it("flushOnExit: false registers nothing", async () => {
-    const before = process.listenerCount("beforeExit");
-    const c = new IngestClient({ url: "http://127.0.0.1:9/api/v1/events", flushOnExit: false });
-    expect(process.listenerCount("beforeExit")).toBe(before);
-    await c.shutdown();
+describe("the counters add up", () => {
+  it("after deliveries, refusals, invalid events, a full queue and an undelivered rest at shutdown", async () => {
+    let mode: "ok" | "400" | "down" = "ok";
+    const { client, clock } = await setup((_req, res) => res.writeHead(mode === "ok" ? 204 : mode === "400" ? 400 : 503).end(), {
+      maxBatchSize: 5,
+      maxQueueSize: 8,
+      retry: { retries: 0, minDelayMs: 1, maxDelayMs: 1000 },
+    });
+    const check = () => {
+      const { left, right } = balance(client.stats());
+      expect(right).toBe(left);
+    };
+    client.enqueue(makeEvents(5));
+    await clock.advanceUntil(client.flush());
+    check();
+    mode = "400";
+    client.enqueue(makeEvents(5));
+    client.enqueue({ specversion: "1.0" } as CloudEvent);
+    await clock.advanceUntil(client.flush());
+    check();
+    mode = "down";
+    client.enqueue(makeEvents(5));
+    await clock.advanceUntil(client.flush());
+    client.enqueue(makeEvents(6)); // 11 > maxQueueSize while failing
+    check();
+    await clock.advanceUntil(client.shutdown());
+    check();
+    expect(client.stats()).toMatchObject({ enqueued: 22, delivered: 5, refused: 6, dropped: 11 });
   });
 });

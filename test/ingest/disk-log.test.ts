@@ -1,6 +1,6 @@
 // The write-ahead log on its own: bytes on disk, the ledger, leases and taking over other owners.
-import { existsSync, readdirSync, readFileSync, renameSync, statSync, utimesSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { basename, join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { DiskLog, type DiskLogOptions, type DiskProblem } from "../../src/ingest/disk-log/disk-log";
 import { LOCK_FILE } from "../../src/ingest/disk-log/lease";
@@ -284,8 +284,10 @@ describe("restart: taking over what a previous owner left", () => {
     const { log, problems } = open(dir, blocked);
     log.append(events(2), { memoryLimit: 0 });
     const before = log.ownerDir!;
-    const taken = join(dir, "taken-by-another-owner");
-    renameSync(before, taken); // what another owner's takeover does
+    // What another owner's takeover does: our directory moves into theirs.
+    mkdirSync(join(dir, "0000000zz-0123456789ab"));
+    const taken = join(dir, "0000000zz-0123456789ab", basename(before));
+    renameSync(before, taken);
     now += 600; // more than half the lease since the last renewal
     expect(log.append([event("after")], { memoryLimit: 0 })).toBeUndefined();
     expect(problems.map((p) => p.kind)).toContain("lease-lost");
@@ -304,10 +306,42 @@ describe("restart: taking over what a previous owner left", () => {
     const clock = new TestClock();
     const { log, problems } = open(dir, clock);
     log.append(events(2), { memoryLimit: 0 });
-    renameSync(log.ownerDir!, join(dir, "taken"));
+    mkdirSync(join(dir, "0000000zz-0123456789ab"));
+    renameSync(log.ownerDir!, join(dir, "0000000zz-0123456789ab", basename(log.ownerDir!)));
     await clock.advance(250); // one renewal interval (leaseMs / 5)
     expect(problems.map((p) => p.kind)).toEqual(["lease-lost"]);
-    expect(log.pending().disk).toBe(0);
+    expect(log.pending()).toEqual({ memory: 0, disk: 0 });
+    expect(log.handedOver).toBe(2);
+  });
+
+  it("a spool directory removed while in use (a tmp cleaner): what is in memory is kept there, later writes go to a new directory", () => {
+    const dir = spoolDir();
+    const { log, problems } = open(dir);
+    const first = events(3);
+    log.append(first, { memoryLimit: 0 });
+    rmSync(dir, { recursive: true, force: true });
+    const later = [event("after-removal")];
+    expect(log.append(later, { memoryLimit: 0 })).toBeUndefined();
+    expect(problems).toContainEqual({ kind: "directory-removed", heldInMemory: 3, lost: 0 });
+    expect(log.pending()).toEqual({ memory: 3, disk: 1 });
+    expect(segmentsIn(log.ownerDir!)).toHaveLength(1);
+    const ids: string[] = [];
+    for (let batch = log.take(10, { liveDue: true }); batch; batch = log.take(10, { liveDue: true })) {
+      ids.push(...batch.events.map((e) => e.id));
+      log.settle(batch);
+    }
+    expect(ids.sort()).toEqual([...first, ...later].map((e) => e.id).sort());
+  });
+
+  it("a removed directory costs the events that were only on disk: counted as lost and said", () => {
+    const dir = spoolDir();
+    const { log, problems } = open(dir, new TestClock(), { cacheLimit: 2, segmentBytes: 400 });
+    log.append(events(2), { memoryLimit: 0 }); // cached, then the cache is full
+    log.append(events(2), { memoryLimit: 0 }); // on disk only
+    rmSync(dir, { recursive: true, force: true });
+    log.append([event("next")], { memoryLimit: 0 });
+    expect(problems).toContainEqual({ kind: "directory-removed", heldInMemory: 2, lost: 2 });
+    expect(log.lost).toBe(2);
   });
 });
 

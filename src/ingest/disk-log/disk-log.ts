@@ -20,7 +20,7 @@
  * `cacheLimit` events are cached; later segments are read back from disk when their turn comes
  * (one at a time). Released batches go to the front and are taken again first.
  */
-import { closeSync, fdatasyncSync, fsyncSync, ftruncateSync, openSync, rmSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, type Dirent, existsSync, fdatasyncSync, fstatSync, fsyncSync, ftruncateSync, openSync, readdirSync, rmSync, unlinkSync, writeSync } from "node:fs";
 import { readdir, readFile, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import type { Clock } from "../../clock";
@@ -39,6 +39,7 @@ export type DiskProblem =
   | { kind: "write-failed"; error: Error }
   | { kind: "write-recovered" }
   | { kind: "lease-lost"; handedOver: number }
+  | { kind: "directory-removed"; heldInMemory: number; lost: number }
   | { kind: "adopted"; owners: AdoptedOwner[]; segments: number; bytes: number }
   | { kind: "io"; action: string; error: Error };
 
@@ -78,8 +79,10 @@ class Segment {
   cache: Entry[] | undefined;
   cursor = 0;
   loading = false;
-  /** Still counted by this log (false once handed over to another owner). */
+  /** Still counted by this log (false once its lease was lost). */
   live = true;
+  /** Its directory was removed while in use: its batches under way are held in memory if they come back. */
+  removed = false;
 
   constructor(
     readonly path: string,
@@ -155,6 +158,8 @@ export class DiskLog implements EventQueue {
   corrupt = 0;
   /** Events another owner took over from this one (its lease was lost). */
   handedOver = 0;
+  /** Events that were only on disk when the spool directory was removed under this log. */
+  lost = 0;
 
   /** Creates the owner directory synchronously: an unusable `spoolDir` throws a `SpoolDirError` here. */
   constructor(options: DiskLogOptions) {
@@ -199,6 +204,11 @@ export class DiskLog implements EventQueue {
     let segment: Segment;
     try {
       segment = this.#segmentFor(length, events[0]!.epoch);
+      // A segment file removed under us (its directory deleted) would take the bytes and keep nothing.
+      if (fstatSync(segment.fd!).nlink === 0) {
+        this.#leaseLost();
+        return this.#write(events);
+      }
       const written = writeSync(segment.fd!, text);
       if (written !== length) {
         ftruncateSync(segment.fd!, segment.bytes); // no half record may stay in front of the next one
@@ -206,6 +216,10 @@ export class DiskLog implements EventQueue {
       }
       if (this.#options.fsync) fdatasyncSync(segment.fd!);
     } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT" && this.#lease !== undefined && !existsSync(this.#lease.dir)) {
+        this.#leaseLost(); // the directory went away under us
+        return this.#write(events);
+      }
       if (!this.#writeFailing) {
         this.#writeFailing = true;
         this.#options.onProblem({ kind: "write-failed", error: error as Error });
@@ -323,6 +337,10 @@ export class DiskLog implements EventQueue {
     if (!(batch instanceof DiskBatch)) return this.#volatile.release(batch);
     if (!this.#underWay.delete(batch)) return;
     batch.segment.underWay -= batch.entries.length;
+    if (batch.segment.removed) {
+      this.#volatile.append(batch.events, { memoryLimit: Number.POSITIVE_INFINITY });
+      return;
+    }
     if (!batch.segment.live) {
       this.handedOver += batch.entries.length;
       this.#options.onGone(batch.entries.length, batch.segment.epoch);
@@ -337,8 +355,12 @@ export class DiskLog implements EventQueue {
       if (!segment.own && segment.cache === undefined) continue; // not read yet: not counted yet
       disk += segment.count - segment.settled;
     }
-    for (const batch of this.#underWay) if (!batch.segment.live) disk += batch.entries.length;
-    return { memory: this.#volatile.pending().memory, disk };
+    let memory = this.#volatile.pending().memory;
+    for (const batch of this.#underWay) {
+      if (batch.segment.removed) memory += batch.entries.length;
+      else if (!batch.segment.live) disk += batch.entries.length;
+    }
+    return { memory, disk };
   }
 
   /** Taken-over segments not read yet, and the oldest flush epoch among them. */
@@ -522,23 +544,42 @@ export class DiskLog implements EventQueue {
     });
   }
 
-  /** Another owner took this one's directory: its segments are that owner's to deliver now. */
+  /**
+   * The lease is gone: another owner took this one's directory (its segments are that owner's to
+   * deliver now), or the directory was removed (a tmp cleaner, an operator): then what is still in
+   * memory is kept there, not durable any more, and what was only on disk is lost and reported.
+   */
   #leaseLost(): void {
+    const taken = this.#lease !== undefined && findDir(this.#options.dir, this.#lease.id, 3);
+    const segments = [...this.#own, ...this.#backlog];
     let handedOver = 0;
-    for (const segment of [...this.#own, ...this.#backlog]) {
-      if (segment.own || segment.cache !== undefined) handedOver += segment.count - segment.settled - segment.underWay;
+    let heldInMemory = 0;
+    let lost = 0;
+    for (const segment of segments) {
       segment.live = false;
       closeFd(segment, "fd");
       closeFd(segment, "ackFd");
+      if (!segment.own && segment.cache === undefined) continue; // never read: never counted
+      // Not settled and not under way: untaken, or released (in `#again`).
+      const left = segment.count - segment.settled - segment.underWay;
+      if (taken) {
+        handedOver += left;
+        this.#options.onGone(left, segment.epoch);
+      } else if (segment.cache !== undefined) {
+        segment.removed = true;
+        const entries = segment.cache.slice(segment.cursor);
+        for (const batch of this.#again) if (batch.segment === segment) entries.push(...batch.entries);
+        this.#volatile.append(entries.map((entry) => entry.event), { memoryLimit: Number.POSITIVE_INFINITY });
+        heldInMemory += entries.length;
+      } else {
+        segment.removed = true;
+        lost += left;
+        this.#options.onGone(left, segment.epoch);
+      }
     }
-    for (const segment of [...this.#own, ...this.#backlog]) {
-      if (segment.own || segment.cache !== undefined) this.#options.onGone(segment.count - segment.settled - segment.underWay, segment.epoch);
-    }
-    for (const batch of this.#again.splice(0)) {
-      handedOver += batch.entries.length;
-      this.#options.onGone(batch.entries.length, batch.segment.epoch);
-    }
+    this.#again.length = 0;
     this.handedOver += handedOver;
+    this.lost += lost;
     this.#own = [];
     this.#backlog = [];
     this.#active = undefined;
@@ -550,8 +591,25 @@ export class DiskLog implements EventQueue {
     } catch {
       this.#lease = undefined; // appends fall back to memory, reported as write failures
     }
-    this.#options.onProblem({ kind: "lease-lost", handedOver });
+    this.#options.onProblem(taken ? { kind: "lease-lost", handedOver } : { kind: "directory-removed", heldInMemory, lost });
   }
+}
+
+/** Whether a directory named `name` is somewhere below `root` (an owner that took ours nests it). */
+function findDir(root: string, name: string, depth: number): boolean {
+  if (depth < 0) return false;
+  let entries: Dirent[];
+  try {
+    entries = readdirSync(root, { withFileTypes: true });
+  } catch {
+    return false;
+  }
+  for (const entry of entries) {
+    if (!entry.isDirectory()) continue;
+    if (entry.name === name) return true;
+    if (findDir(join(root, entry.name), name, depth - 1)) return true;
+  }
+  return false;
 }
 
 function closeFd(segment: Segment, which: "fd" | "ackFd"): void {
