@@ -31,8 +31,11 @@ const prices = {
   currency: "$",
 };
 
-/** How long the exit waits for the endpoint to take the last events before it gives up and says so. */
-const DELIVERY_DEADLINE_MS = 10_000;
+/**
+ * How long the exit waits for the endpoint to take the last events before it gives up and says so.
+ * DELIVERY_DEADLINE_MS (for tests, not for users) shortens it.
+ */
+const DELIVERY_DEADLINE_MS = Number(env.DELIVERY_DEADLINE_MS) || 10_000;
 
 async function main(): Promise<void> {
   const model = await createModel();
@@ -51,7 +54,8 @@ async function main(): Promise<void> {
       console.error(`[langchain-openmeter] ${message}`);
     },
   };
-  const client = new IngestClient({ url, ...(apiKey ? { apiKey } : {}), logger });
+  // This program ends itself on Ctrl-C and SIGTERM (below), after delivering: the client need not.
+  const client = new IngestClient({ url, ...(apiKey ? { apiKey } : {}), logger, handleSignals: false });
   const handedOver: Totals = new Map();
   // Lines wait until the streamed answer is complete, so they do not cut into it.
   const eventLines: string[] = [];
@@ -174,7 +178,12 @@ async function main(): Promise<void> {
     console.log(`\nDelivered ${delivery.delivered} events in ${delivery.batches} request(s) to ${where}.`);
   } else {
     // Not shut down: that would wait for the retries all over again. The process exits below instead.
-    const why = outcome === "flushed" ? `gave up after ${DELIVERY_DEADLINE_MS / 1000} s` : `gave up by ${outcome}`;
+    const why =
+      outcome !== "flushed"
+        ? `gave up by ${outcome}`
+        : delivery.state === "backing-off"
+          ? "retries ran out"
+          : `gave up after ${DELIVERY_DEADLINE_MS / 1000} s`;
     console.log(`\nDelivered ${delivery.delivered} of ${delivery.enqueued} events to ${where}.`);
     console.log(`not delivered: ${undelivered} events (${describeProblem(lastProblem)}; ${why})`);
   }
@@ -201,7 +210,7 @@ function abortNote(reason: string, reported: UsageMetadata | undefined): string 
 /** The ingest client's last warning, phrased for the exit summary. */
 function describeProblem(message: string | undefined): string {
   if (message === undefined) return "the endpoint did not answer in time";
-  const text = message.replace(/; retrying \(events are kept\)$/, "");
+  const text = message.replace(/; retr(ying|ies ran out).*$/, "");
   return /^network error/.test(text) ? `endpoint unreachable: ${text}` : text;
 }
 

@@ -7,6 +7,7 @@ import { buildUsageEvents, RESERVED_DATA_KEYS, type UsageEvent } from "./events"
 import { parseHandlerOptions, type MeteringEventOptions, type ResolvedEventOptions } from "./handler-options";
 import { IngestClient, type IngestStats } from "./ingest/client";
 import { IngestError } from "./ingest/errors";
+import { RunWatch } from "./drain";
 import { joinLifecycle } from "./ingest/lifecycle";
 import { type Clock, type ClockTimer, systemClock } from "./clock";
 import type { IngestOptions } from "./ingest/options";
@@ -18,6 +19,9 @@ import { correctStreamedUsage, streamEventsOverCount, StreamUsageTracker } from 
 import { checkSubject, type SubjectCheck } from "./subject";
 import { extractUsage } from "./usage";
 
+/** After a call inside a chain the handler cannot see ends, how long shutdown waits for the run's next call. */
+const QUIET_AFTER_INVISIBLE_RUN_MS = 1000;
+
 /** The handler's options: how runs become events, and (unless `client` is given) the ingest client's. */
 export type MeteringCallbackHandlerOptions = MeteringEventOptions & Partial<IngestOptions>;
 
@@ -28,6 +32,8 @@ interface ModelRun {
   readonly metadata: Record<string, unknown> | undefined;
   readonly model: string | undefined;
   readonly provider: string | undefined;
+  /** Inside a chain this handler does not see: another call of the same run may follow it. */
+  readonly invisibleParent: boolean;
   stream?: StreamUsageTracker;
 }
 
@@ -81,8 +87,8 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
   #shutdown: Promise<void> | undefined;
   readonly #clock: Clock;
   readonly #shutdownTimeoutMs: number;
-  /** Resolved whenever the last open run ends (shutdown's drain waits on it). */
-  #runsEnded: Array<() => void> = [];
+  /** What still runs, for shutdown's drain. */
+  readonly #watch: RunWatch;
   readonly #signalParticipant = { onSignal: () => this.shutdown() };
   #leaveLifecycle: (() => void) | undefined;
   readonly #onError: ((error: IngestError) => void) | undefined;
@@ -100,7 +106,8 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
       raiseError: false,
       // Only model runs matter. LangChain already hands an enclosing run's metadata (the subject)
       // down to every child run, and each ignored kind spares a task per run on its shared queue.
-      ignoreChain: true,
+      // Chain runs are watched (start and end only) so that shutdown knows a run under way may
+      // still call a model; agent, retriever and custom events are never needed.
       ignoreAgent: true,
       ignoreRetriever: true,
       ignoreCustomEvent: true,
@@ -114,6 +121,7 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
     this.#onError = ingest?.onError;
     this.#clock = lifecycle.clock ?? systemClock;
     this.#shutdownTimeoutMs = lifecycle.shutdownTimeoutMs;
+    this.#watch = new RunWatch(this.#clock, events.runTimeoutMs, QUIET_AFTER_INVISIBLE_RUN_MS);
     // On SIGTERM/SIGINT the handler, not its client, shuts down: calls under way are waited for and billed.
     this.client = events.client ?? new IngestClient({ ...(ingest as IngestOptions), handleSignals: false });
     if (lifecycle.handleSignals) this.#leaveLifecycle = joinLifecycle(this.#signalParticipant, { signals: true });
@@ -181,8 +189,8 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
   ): void {
     try {
       const taken = this.#models.take(runId);
-      this.#runEnded();
       if (taken === undefined) return; // not started through this handler, or no subject: already reported
+      this.#watch.modelEnded(taken.entry.invisibleParent);
       const run = taken.entry;
       if (taken.late) {
         this.#stats.lateEnds++;
@@ -235,8 +243,23 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
   }
 
   override handleLLMError(_error: unknown, runId: string): void {
-    if (this.#models.take(runId) !== undefined) this.#stats.failed++;
-    this.#runEnded();
+    const taken = this.#models.take(runId);
+    if (taken === undefined) return;
+    this.#stats.failed++;
+    this.#watch.modelEnded(taken.entry.invisibleParent);
+  }
+
+  // Typed loosely: LangChain really calls it as (chain, inputs, runId, parentRunId, tags, metadata, ...).
+  override handleChainStart(_chain: Serialized, _inputs: unknown, runId: string): void {
+    this.#watch.chainStarted(runId);
+  }
+
+  override handleChainEnd(_outputs: unknown, runId: string): void {
+    this.#watch.chainEnded(runId);
+  }
+
+  override handleChainError(_error: unknown, runId: string): void {
+    this.#watch.chainEnded(runId);
   }
 
   readonly #onSkippedMetadata = ({ key, reason }: SkippedValue): void =>
@@ -328,10 +351,8 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
     // (behind a slow handler). Calls under way, and the calls they start meanwhile (the next step of
     // an agent run), are still billable: starts stay open until the runs end or the deadline passes.
     await this.#within(awaitAllCallbacks(), deadline);
-    while (this.#models.size > 0 && this.#clock.now() < deadline) {
-      await this.#within(new Promise<void>((resolve) => this.#runsEnded.push(resolve)), deadline);
-      await this.#within(awaitAllCallbacks(), deadline);
-    }
+    await this.#watch.drained(() => this.#models.size, deadline);
+    await this.#within(awaitAllCallbacks(), deadline);
     this.#closed = true;
     const left = Math.max(0, deadline - this.#clock.now());
     if (this.#ownsClient) {
@@ -350,10 +371,7 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
     timer?.clear();
   }
 
-  /** An open run ended: a drain waiting for the last one may go on. */
-  #runEnded(): void {
-    if (this.#models.size === 0) for (const resolve of this.#runsEnded.splice(0)) resolve();
-  }
+
 
   /** What the handler did, and (`delivery`) what its ingest client did with the events. */
   stats(): MeteringStats {
@@ -386,7 +404,9 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
         metadata,
         model: stringOr(metadata?.ls_model_name) ?? invocationModel(extraParams),
         provider,
+        invisibleParent: this.#watch.hasInvisibleParent(parentRunId),
       };
+      this.#watch.modelStarted();
       if (provider === "anthropic") run.stream = new StreamUsageTracker();
       this.#models.set(runId, run);
     } catch (error) {

@@ -407,12 +407,12 @@ describe("MeteringCallbackHandler: with its own ingest client", () => {
     const { startOpenMeterServer } = await import("langchain-openmeter/testing");
     const server = await startOpenMeterServer({ apiKey: "secret-key" });
     const log = recordingLogger();
-    const handler = new MeteringCallbackHandler(server.url, "secret-key", { logger: log.logger, flushOnExit: false });
+    const handler = new MeteringCallbackHandler(server.url, "secret-key", { logger: log.logger, flushOnExit: false, handleSignals: false });
     const model = new ScriptedChatModel(() => ({ usage: usage(11, 22) }), "m", "openai", { callbacks: [handler] });
     await model.invoke("a", { metadata: { subject: "acme" } });
     await handler.flush();
     expect(server.totals()).toEqual({ acme: { input: 11, output: 22 } });
-    expect(handler.stats()).toMatchObject({ metered: 1, open: 0, delivery: { enqueued: 2, sent: 2, batches: 1, failed: 0 } });
+    expect(handler.stats()).toMatchObject({ metered: 1, open: 0, delivery: { enqueued: 2, delivered: 2, batches: 1, refused: 0, dropped: 0 } });
 
     await handler.shutdown();
     await model.invoke("b", { metadata: { subject: "acme" } });

@@ -125,7 +125,7 @@ export class IngestClient implements EventSink {
       this.#queue = this.#memory;
     }
     this.#batcher = new Batcher(this.#clock, opts.maxBatchSize, opts.flushIntervalMs, () => this.#pump());
-    const retrying = new RetryingTransport(this.#transport, opts.retry, () => this.#sender.noteRetry());
+    const retrying = new RetryingTransport(this.#transport, opts.retry, (result) => this.#sender.noteRetry(result));
     this.#sender = new Sender({
       queue: this.#queue,
       transport: retrying,
@@ -369,7 +369,7 @@ export class IngestClient implements EventSink {
     const quiet = this.#clock.now() - this.#lastStateWarning < STATE_WARNING_INTERVAL_MS;
     if (state === "retrying" && !quiet) {
       this.#lastStateWarning = this.#clock.now();
-      this.#logger.warn(`delivery is failing; retrying (events are kept ${where})`);
+      this.#logger.warn(`${cause?.message ?? "delivery is failing"}; retrying (events are kept ${where})`);
     }
     if (state === "backing-off" && cause && !quiet) {
       this.#lastStateWarning = this.#clock.now();

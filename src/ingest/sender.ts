@@ -230,9 +230,9 @@ export class Sender {
   }
 
   /** A failed attempt that will be retried: the endpoint is not keeping up. */
-  noteRetry(): void {
+  noteRetry(result: Retryable): void {
     this.options.hooks.retried();
-    if (this.state === "healthy") this.#setState("retrying", undefined);
+    if (this.state === "healthy") this.#setState("retrying", result);
   }
 
   #setState(state: SenderState, cause: Retryable | Refused | undefined): void {
