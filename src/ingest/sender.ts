@@ -187,7 +187,8 @@ export class Sender {
         this.#refuse(half, result, tally);
         continue;
       }
-      if (this.#stopped) {
+      // Stopped, or an earlier half found the endpoint down: the rest waits with the queue.
+      if (this.#stopped || this.state === "backing-off" || this.state === "misconfigured") {
         queue.release(half);
         continue;
       }
