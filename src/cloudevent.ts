@@ -1,4 +1,4 @@
-import { z } from "zod";
+import { cloudEventSchema } from "./cloudevent-schema";
 
 /** Values that may travel in an event's `data`: flat primitives only, so a meter can group by them. */
 export type DataValue = string | number | boolean | null;
@@ -22,26 +22,6 @@ export interface CloudEvent<Data extends Record<string, unknown> = Record<string
   dataschema?: string | null;
   data?: Data | null;
 }
-
-const nonEmpty = (name: string) =>
-  z.string({ error: `\`${name}\` must be a string` }).min(1, { error: `\`${name}\` must not be empty` });
-
-/** What OpenMeter accepts; checked before an event is queued so one bad event cannot fail a batch. */
-export const cloudEventSchema = z
-  .object({
-    specversion: z.literal("1.0", { error: "`specversion` must be \"1.0\"" }),
-    id: nonEmpty("id"),
-    source: nonEmpty("source"),
-    type: nonEmpty("type"),
-    subject: nonEmpty("subject"),
-    // OpenMeter's schema lets every optional attribute be null.
-    time: z.iso.datetime({ offset: true, error: "`time` must be an RFC 3339 date-time" }).nullish(),
-    datacontenttype: z.literal("application/json", { error: "`datacontenttype` must be \"application/json\"" }).nullish(),
-    dataschema: z.url({ error: "`dataschema` must be an absolute URI" }).nullish(),
-    data: z.record(z.string(), z.unknown(), { error: "`data` must be a JSON object" }).nullish(),
-  })
-  // OpenMeter's v3 API rejects any other top-level attribute.
-  .strict();
 
 const ATTRIBUTES = new Set(["specversion", "id", "source", "type", "subject", "time", "data", "datacontenttype", "dataschema"]);
 const RFC3339 = /^(\d{4})-(\d\d)-(\d\d)T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d+)?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)$/;
@@ -85,4 +65,14 @@ export function isPlainValidEvent(event: unknown): event is CloudEvent {
   if (e.datacontenttype !== undefined || e.dataschema !== undefined) return false;
   for (const key in e) if (!ATTRIBUTES.has(key)) return false;
   return true;
+}
+
+/**
+ * What is wrong with an event for OpenMeter, one line per problem; empty when it would be accepted.
+ * `IngestClient` checks every event with it at `enqueue` (an invalid event is reported, never sent).
+ */
+export function cloudEventProblems(event: unknown): string[] {
+  if (isPlainValidEvent(event)) return [];
+  const parsed = cloudEventSchema.safeParse(event);
+  return parsed.success ? [] : parsed.error.issues.map((issue) => issue.message);
 }

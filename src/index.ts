@@ -5,7 +5,7 @@ export type { MeteringEventOptions } from "./handler-options";
 export type { SubjectContext, SubjectResolver } from "./subject";
 export type { TokenKind, UsageEvent, UsageEventData } from "./events";
 export type { CloudEvent, DataValue } from "./cloudevent";
-export { cloudEventSchema } from "./cloudevent";
+export { cloudEventProblems } from "./cloudevent";
 export { IngestClient } from "./ingest/client";
 export type { IngestStats } from "./ingest/client";
 export { IngestError } from "./ingest/errors";

@@ -30,14 +30,14 @@ afterAll(() => {
 });
 
 const script = (kind: "esm" | "cjs") => `
-${kind === "esm" ? 'import { MeteringCallbackHandler, IngestClient, cloudEventSchema } from "langchain-openmeter";\nimport { startOpenMeterServer } from "langchain-openmeter/testing";' : 'const { MeteringCallbackHandler, IngestClient, cloudEventSchema } = require("langchain-openmeter");\nconst { startOpenMeterServer } = require("langchain-openmeter/testing");'}
+${kind === "esm" ? 'import { MeteringCallbackHandler, IngestClient, cloudEventProblems } from "langchain-openmeter";\nimport { startOpenMeterServer } from "langchain-openmeter/testing";' : 'const { MeteringCallbackHandler, IngestClient, cloudEventProblems } = require("langchain-openmeter");\nconst { startOpenMeterServer } = require("langchain-openmeter/testing");'}
 (async () => {
   const server = await startOpenMeterServer();
   const handler = new MeteringCallbackHandler({ url: server.url });
   handler.handleChatModelStart({}, [], "run-1", undefined, {}, [], { subject: "acme", ls_model_name: "m", ls_provider: "p" });
   handler.handleLLMEnd({ generations: [[{ text: "", message: { usage_metadata: { input_tokens: 3, output_tokens: 4, total_tokens: 7 } } }]] }, "run-1");
   await handler.shutdown();
-  console.log(JSON.stringify({ totals: server.totals(), client: typeof IngestClient, schema: typeof cloudEventSchema.parse }));
+  console.log(JSON.stringify({ totals: server.totals(), client: typeof IngestClient, schema: typeof cloudEventProblems }));
   await server.close();
 })();
 `;

@@ -1,4 +1,4 @@
-import { cloudEventSchema, isPlainValidEvent } from "../cloudevent";
+import { cloudEventProblems } from "../cloudevent";
 import type { QueuedEvent } from "./queue";
 
 export type Serialized = { ok: true; event: QueuedEvent } | { ok: false; reason: string };
@@ -10,10 +10,8 @@ export type Serialized = { ok: true; event: QueuedEvent } | { ok: false; reason:
  */
 export function serializeEvent(event: unknown, epoch: number): Serialized {
   try {
-    if (!isPlainValidEvent(event)) {
-      const parsed = cloudEventSchema.safeParse(event);
-      if (!parsed.success) return { ok: false, reason: parsed.error.issues.map((issue) => issue.message).join("; ") };
-    }
+    const problems = cloudEventProblems(event);
+    if (problems.length > 0) return { ok: false, reason: problems.join("; ") };
     const json = JSON.stringify(event);
     // The schema passed, so `id` is a string; read it back from the JSON's source object once more is not needed.
     return { ok: true, event: { id: (event as { id: string }).id, json, epoch } };
