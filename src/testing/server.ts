@@ -549,6 +549,7 @@ export class OpenMeterServer {
     if (decoded instanceof Problem) return this.#answerProblem(res, record, decoded);
 
     const failure = this.#faults.takeForwardFailure(decoded.events.length);
+    let failureUsed = false;
     const now = this.clock.wallNow();
     let failedStatus: number | undefined;
     let failedDetail = "";
@@ -569,7 +570,10 @@ export class OpenMeterServer {
           }
           continue;
         }
-        if (failure && index === failure.afterEvents) {
+        // The injected producer error hits the first forward at or after the chosen index (a duplicate
+        // dropped by ingest de-duplication never reaches the producer).
+        if (failure && !failureUsed && index >= failure.afterEvents) {
+          failureUsed = true;
           if (this.#ingestDedupe) this.#claimedNotForwarded.add(message.key);
           failedStatus = failure.status;
           failedDetail = `forwarding event to collector: injected failure at event ${index} of ${decoded.events.length}`;
@@ -604,17 +608,34 @@ export class OpenMeterServer {
     if (!res.destroyed) res.writeHead(record.status, { "Content-Length": "0" }).end();
   }
 
-  /** v1 `GET /api/v1/events` (`listEvents`): newest first, `id`/`subject` contain-filters, `limit` (default 100). */
+  /**
+   * v1 `GET /api/v1/events` (`listEvents` in `api/openapi.yaml`): newest first; `id` and `subject` match
+   * partially; `from`/`to` (event time, inclusive) with `from` defaulting to 72 hours ago; `limit` 1-100 (100).
+   */
   async #listEvents(res: ServerResponse, record: RequestRecord, url: URL): Promise<void> {
     const id = url.searchParams.get("id");
     const subject = url.searchParams.get("subject");
+    const bounds: Record<"from" | "to", number | undefined> = { from: this.clock.wallNow() - 72 * 3_600_000, to: undefined };
+    for (const name of ["from", "to"] as const) {
+      const value = url.searchParams.get(name);
+      if (value === null) continue;
+      const parsed = parseOpenMeterTime(value);
+      if ("problem" in parsed) return this.#answerProblem(res, record, new Problem(400, `parameter "${name}" in query has an error: ${parsed.problem}`));
+      bounds[name] = parsed.ms;
+    }
     const limitText = url.searchParams.get("limit");
     const limit = limitText === null ? 100 : Number(limitText);
     if (!Number.isInteger(limit) || limit < 1 || limit > 100) {
       return this.#answerProblem(res, record, new Problem(400, `parameter "limit" in query has an error: number must be between 1 and 100`));
     }
     const rows = this.storedEvents
-      .filter((e) => (id === null || e.id.includes(id)) && (subject === null || e.subject.includes(subject)))
+      .filter(
+        (e) =>
+          (id === null || e.id.includes(id)) &&
+          (subject === null || e.subject.includes(subject)) &&
+          (bounds.from === undefined || e.timeSeconds * 1000 >= bounds.from) &&
+          (bounds.to === undefined || e.timeSeconds * 1000 <= bounds.to),
+      )
       .slice()
       .sort((a, b) => b.timeSeconds - a.timeSeconds)
       .slice(0, limit);
@@ -703,7 +724,11 @@ export class OpenMeterServer {
     }
   }
 
-  /** v1 `GET /api/v1/meters/{meterIdOrSlug}/query` (`openmeter/meter/httphandler/query.go`, `mapping.go`). */
+  /**
+   * v1 `GET /api/v1/meters/{meterIdOrSlug}/query` (`openmeter/meter/httphandler/query.go`, `mapping.go`):
+   * from, to, windowSize, windowTimeZone (UTC only), subject, groupBy, filterGroupBy[key]; filterCustomerId
+   * filters by the customers' subjects but, unlike OpenMeter, adds no customer_id grouping.
+   */
   async #meterQuery(res: ServerResponse, record: RequestRecord, slug: string, url: URL): Promise<void> {
     if (slug.length > 64 || !/^[a-z0-9]+(?:_[a-z0-9]+)*$|^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$/.test(slug)) {
       return this.#answerProblem(res, record, new Problem(400, `parameter "meterIdOrSlug" in path has an error: string doesn't match the regular expression`));

@@ -6,7 +6,7 @@
  * `openmeter/meter/httphandler/query.go` and `mapping.go`, `openmeter/streaming/query_params.go`).
  */
 import { describe, expect, it } from "vitest";
-import { LLM_TOKENS_METER, type MeterDefinition } from "langchain-openmeter/testing";
+import { LLM_TOKENS_METER, TestClock, type MeterDefinition } from "langchain-openmeter/testing";
 import { event, getJson, post, start } from "./helpers";
 
 const tokens = (n: number, tokensValue: unknown, extra: Record<string, unknown> = {}) =>
@@ -24,11 +24,14 @@ describe("the default meter", () => {
 
 describe("what a 2xx does not meter", () => {
   it("an event of another CloudEvent type is stored but counts in no total, and the events list says no meter reads it", async () => {
-    const server = await start();
+    const clock = new TestClock({ wall: Date.UTC(2026, 4, 9) }); // four days after the events
+    const server = await start({ clock });
     expect((await post(server, [tokens(1, 5), event(2, { id: "other", type: "llm_request" })])).status).toBe(204);
     expect(server.storedEvents).toHaveLength(2);
     expect(server.totals()).toEqual({ acme: { input: 5 } });
-    const list = await getJson(server, "/api/v1/events?id=other");
+    // listEvents: `from` defaults to the last 72 hours, so these events need an explicit `from`.
+    expect((await getJson(server, "/api/v1/events?id=other")).body).toEqual([]);
+    const list = await getJson(server, "/api/v1/events?id=other&from=2026-05-01T00:00:00Z");
     expect(list.status).toBe(200);
     expect(list.body).toEqual([
       expect.objectContaining({
