@@ -579,6 +579,12 @@ export class OpenMeterServer {
           failedDetail = `forwarding event to collector: injected failure at event ${index} of ${decoded.events.length}`;
           break;
         }
+        if (event.dataError !== undefined) {
+          if (this.#ingestDedupe) this.#claimedNotForwarded.add(message.key);
+          failedStatus = 500;
+          failedDetail = `forwarding event to collector: ${event.dataError} (event ${index})`;
+          break;
+        }
         if (message.bytes > this.kafkaMaxMessageBytes) {
           if (this.#ingestDedupe) this.#claimedNotForwarded.add(message.key);
           failedStatus = 500;

@@ -43,6 +43,11 @@ export interface DecodedEvent {
   data: unknown;
   /** Extension attributes after sdk-go's validation (names lower-cased for 1.0); OpenMeter drops them on storage. */
   extensions: Record<string, unknown>;
+  /**
+   * Why the Kafka serializer cannot turn `data` into JSON (`serializer.go`: "cannot unmarshal cloudevents
+   * data"): a 1.0 `data_base64` that decodes to something other than JSON. The forward then fails (500).
+   */
+  dataError?: string;
 }
 
 const REQUIRED = ["id", "source", "specversion", "type", "subject"] as const;
@@ -181,8 +186,24 @@ export function decodeEvent(raw: Record<string, unknown>): DecodedEvent | { erro
   }
   const extensions: Record<string, unknown> = {};
   const spec = specversion === "1.0" ? SPEC_V1 : SPEC_V03;
+  let data = raw.data;
+  let dataError: string | undefined;
+  if (specversion === "1.0" && "data_base64" in raw && raw.data_base64 !== null) {
+    // event_unmarshal.go consumeData(isBase64): base64.StdEncoding, then the serializer's DataAs (JSON).
+    const text = raw.data_base64;
+    if (typeof text !== "string" || !/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/.test(text)) {
+      return { error: "illegal base64 data" };
+    }
+    const bytes = Buffer.from(text, "base64").toString("utf8");
+    try {
+      data = JSON.parse(bytes) as unknown;
+    } catch {
+      data = undefined;
+      dataError = "serialize event value: cannot unmarshal cloudevents data";
+    }
+  }
   for (const [name, value] of Object.entries(raw)) {
-    if (KNOWN_KEYS.has(name)) continue;
+    if (KNOWN_KEYS.has(name) || (name === "data_base64" && specversion === "1.0")) continue;
     if (specversion === "1.0") {
       // validateExtensionName: ASCII letters and digits only, non-empty.
       if (!/^[A-Za-z0-9]+$/.test(name)) {
@@ -209,8 +230,9 @@ export function decodeEvent(raw: Record<string, unknown>): DecodedEvent | { erro
     subject: String(raw.subject),
     specversion,
     timeMs,
-    data: raw.data,
+    data,
     extensions,
+    ...(dataError !== undefined ? { dataError } : {}),
   };
 }
 

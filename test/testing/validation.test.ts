@@ -123,6 +123,28 @@ describe("extension attributes in v1 (sdk-go SetExtension / types.Validate)", ()
   });
 });
 
+describe("data_base64 in v1 (sdk-go consumeData, kafkaingest serializer DataAs)", () => {
+  const b64 = (text: string) => Buffer.from(text).toString("base64");
+
+  it("base64 of JSON is accepted and stored as that JSON, metered like data", async () => {
+    const { data: _drop, ...withoutData } = event(1);
+    const server = await start();
+    expect((await post(server, [{ ...withoutData, data_base64: b64('{"type":"input","tokens":7}') }])).status).toBe(204);
+    expect(server.storedEvents[0]?.data).toEqual({ type: "input", tokens: 7 });
+    expect(server.totals()).toEqual({ acme: { input: 7 } });
+  });
+
+  it("invalid base64 is 400; base64 of something that is not JSON passes decoding and fails the forward with a 500", async () => {
+    const { data: _drop, ...withoutData } = event(1);
+    const server = await start();
+    expect((await post(server, [{ ...withoutData, data_base64: "not base64!" }])).status).toBe(400);
+    const response = await post(server, [event(0, { id: "first" }), { ...withoutData, data_base64: b64("plain text") }]);
+    expect(response.status).toBe(500);
+    await response.body?.cancel();
+    expect(server.storedEvents.map((e) => e.id)).toEqual(["first"]);
+  });
+});
+
 describe("bodies and media types (ingest/httpdriver/ingest.go)", () => {
   it("[] as application/json is 400 'invalid event: no events found'", async () => {
     const server = await start();
