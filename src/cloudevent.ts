@@ -1,4 +1,5 @@
 import { cloudEventSchema } from "./cloudevent-schema";
+import { uriReferenceProblem } from "./uri-reference";
 
 /** Values that may travel in an event's `data`: flat primitives only, so a meter can group by them. */
 export type DataValue = string | number | boolean | null;
@@ -72,7 +73,33 @@ export function isPlainValidEvent(event: unknown): event is CloudEvent {
  * `IngestClient` checks every event with it at `enqueue` (an invalid event is reported, never sent).
  */
 export function cloudEventProblems(event: unknown): string[] {
-  if (isPlainValidEvent(event)) return [];
+  if (isPlainValidEvent(event)) {
+    const problem = eventSourceProblem((event as CloudEvent).source);
+    return problem === undefined ? [] : [problem];
+  }
   const parsed = cloudEventSchema.safeParse(event);
-  return parsed.success ? [] : parsed.error.issues.map((issue) => issue.message);
+  if (!parsed.success) return parsed.error.issues.map((issue) => issue.message);
+  const problem = eventSourceProblem(parsed.data.source);
+  return problem === undefined ? [] : [problem];
+}
+
+/**
+ * Why OpenMeter would refuse `source`, as an option error, or undefined. OpenMeter parses it with
+ * Go's url.Parse (a failure refuses the whole batch); whitespace, which Go lets through, is refused
+ * too: in a billing source it is a typo, and OpenMeter would store it escaped (`my%20app`).
+ */
+export function sourceProblem(source: string): string | undefined {
+  const space = /\s/.exec(source);
+  if (space) return `\`source\` contains a space or other whitespace at position ${space.index}: use a URI-reference such as "langchain" or "my-app/agents"`;
+  const problem = uriReferenceProblem(source);
+  return problem === undefined ? undefined : `\`source\` ${problem}; OpenMeter would refuse every batch with it`;
+}
+
+let lastGoodSource = "";
+/** `sourceProblem`, remembered for the last good value: the events of a client mostly share one source. */
+export function eventSourceProblem(source: string): string | undefined {
+  if (source === lastGoodSource) return undefined;
+  const problem = sourceProblem(source);
+  if (problem === undefined) lastGoodSource = source;
+  return problem;
 }

@@ -5,6 +5,7 @@ import type { MetadataPolicy } from "./metadata";
 import type { Clock } from "./clock";
 import { ingestOptionsShape, refineIngestOptions, type IngestOptions } from "./ingest/options";
 import { parseOptions } from "./option-errors";
+import { sourceProblem } from "./cloudevent";
 import { checkSubject, type SubjectResolver } from "./subject";
 
 /** What the handler itself decides: how runs become events. Delivery options go to the ingest client. */
@@ -40,10 +41,11 @@ const nonEmptyString = (name: string) =>
 const isFunction = (value: unknown) => typeof value === "function";
 
 export const meteringEventOptionsShape = {
-  // OpenMeter's v3 API wants a URI-reference: no spaces or control characters.
+  // OpenMeter parses `source` with Go's url.Parse and refuses the whole batch when it fails.
   source: nonEmptyString("source")
-    .refine((value) => !/[\s\u0000-\u001f\u007f]/.test(value), {
-      error: "`source` must be a URI-reference such as \"langchain\" or \"my-app/agents\": no spaces or control characters",
+    .superRefine((value, context) => {
+      const problem = sourceProblem(value);
+      if (problem) context.addIssue({ code: "custom", message: problem });
     })
     .default("langchain"),
   eventType: nonEmptyString("eventType").default("kong.llm_request"),
