@@ -1,6 +1,13 @@
 import { cloudEventProblems } from "../cloudevent";
 import type { QueuedEvent } from "./queue";
 
+/**
+ * The largest event sent. OpenMeter forwards each event as one Kafka message, and librdkafka refuses
+ * a message over `message.max.bytes` (1,000,000 by default) with a 500 for the whole request, after
+ * the events before it were forwarded: such an event would be retried for ever. Ours are ~300 bytes.
+ */
+export const MAX_EVENT_BYTES = 900_000;
+
 export type Serialized = { ok: true; event: QueuedEvent } | { ok: false; reason: string };
 
 /**
@@ -13,6 +20,13 @@ export function serializeEvent(event: unknown, epoch: number): Serialized {
     const problems = cloudEventProblems(event);
     if (problems.length > 0) return { ok: false, reason: problems.join("; ") };
     const json = JSON.stringify(event);
+    // Cheap first: only a long string can be too many bytes.
+    if (json.length * 3 > MAX_EVENT_BYTES && Buffer.byteLength(json) > MAX_EVENT_BYTES) {
+      return {
+        ok: false,
+        reason: `it is ${Buffer.byteLength(json)} bytes as JSON, more than OpenMeter's Kafka producer takes in one message (about 1,000,000 bytes, and ${MAX_EVENT_BYTES} here to leave room for its headers): make its \`data\` smaller`,
+      };
+    }
     // The schema passed, so `id` is a string; read it back from the JSON's source object once more is not needed.
     return { ok: true, event: { id: (event as { id: string }).id, json, epoch } };
   } catch (error) {

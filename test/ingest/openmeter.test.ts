@@ -1,214 +1,243 @@
+// The ingest client against the realistic OpenMeter fake (src/testing): per-event forwarding that can
+// stop part-way, de-duplication off by default (a bare self-hosted server), the drivers' modes,
+// #5118's ingest-time de-duplication, and the meters that turn events into invoices. Time on a TestClock.
 import { afterEach, describe, expect, it } from "vitest";
-import { IngestClient, type CloudEvent } from "langchain-openmeter";
-import { type OpenMeterServer, type OpenMeterServerOptions, startOpenMeterServer } from "langchain-openmeter/testing";
-import { makeEvents, recorder } from "./helpers";
+import { type CloudEvent, IngestClient, type IngestOptions } from "langchain-openmeter";
+import { type OpenMeterServer, type OpenMeterServerOptions, startOpenMeterServer, TestClock } from "langchain-openmeter/testing";
+import { balance, eventually, makeEvents, recorder, tempDir } from "./helpers";
 
-// The ingest client against the fake OpenMeter server (real sockets, OpenMeter's validation,
-// de-duplication and status codes) with injected failures. Retry settings are small so an outage
-// of seconds stands for one of minutes.
-
-const cleanup: Array<() => Promise<unknown>> = [];
+const cleanup: Array<() => unknown> = [];
 afterEach(async () => {
   while (cleanup.length) await cleanup.pop()!();
 });
 
-async function setup(serverOptions: OpenMeterServerOptions = {}, clientOptions: Record<string, unknown> = {}) {
-  const server = await startOpenMeterServer(serverOptions);
+async function setup(serverOptions: OpenMeterServerOptions = {}, clientOptions: Partial<IngestOptions> = {}) {
+  const clock = new TestClock();
+  const server = await startOpenMeterServer({ clock, ...serverOptions });
   const rec = recorder();
   const client = new IngestClient({
     url: server.url,
+    clock,
     maxBatchSize: 10,
     flushIntervalMs: 10,
-    retry: { retries: 8, minDelayMs: 10, maxDelayMs: 100 },
-    timeoutMs: 2000,
+    retry: { retries: 3, minDelayMs: 1, maxDelayMs: 1000 },
+    handleSignals: false,
     flushOnExit: false,
     logger: rec.logger,
     onError: rec.onError,
     ...clientOptions,
   });
-  cleanup.push(() => server.close(), () => client.shutdown());
-  return { server, client, rec };
+  cleanup.push(
+    () => server.close(),
+    () => clock.advanceUntil(client.shutdown()),
+  );
+  return { server, client, rec, clock };
 }
 
-/** Every event exactly once after de-duplication, and nothing else. */
-function expectExactlyOnce(server: OpenMeterServer, events: readonly CloudEvent[]): void {
-  const ids = server.events.map((e) => e.id);
-  expect(new Set(ids).size).toBe(ids.length);
-  expect([...ids].sort()).toEqual(events.map((e) => e.id).sort());
-}
-
+const ids = (events: readonly { id: string }[]) => events.map((e) => e.id).sort();
 const statuses = (server: OpenMeterServer) => server.requests.map((r) => r.status);
 
-describe("against a local OpenMeter", () => {
-  it("v1: delivers with 204; v3: with 202", async () => {
+describe("against the realistic OpenMeter fake", () => {
+  it("v1 answers 204 and v3 (Konnect) 202; both are delivered, with the exact batch Content-Type", async () => {
     for (const api of ["v1", "v3"] as const) {
-      const { server, client, rec } = await setup({ api });
+      const { server, client, clock, rec } = await setup({ api });
       const events = makeEvents(25);
       client.enqueue(events);
-      await client.flush();
-      expectExactlyOnce(server, events);
+      await clock.advanceUntil(client.flush());
+      expect(ids(server.events)).toEqual(ids(events));
       expect(new Set(statuses(server))).toEqual(new Set([api === "v1" ? 204 : 202]));
       expect(server.requests.every((r) => r.contentType === "application/cloudevents-batch+json")).toBe(true);
       expect(rec.errors).toEqual([]);
     }
   });
 
-  it("a burst of 503s: retried until delivered", async () => {
-    const { server, client, rec } = await setup();
+  it("a 500 after part of a batch was forwarded, de-duplication off (a bare self-hosted server): the retry counts the forwarded part twice", async () => {
+    const { server, client, clock } = await setup();
+    server.failAfter(3);
+    const events = makeEvents(10);
+    client.enqueue(events);
+    await clock.advanceUntil(client.flush());
+    expect(statuses(server)).toEqual([500, 204]);
+    expect(server.duplicates).toBe(3);
+    expect(server.events).toHaveLength(13); // what a meter sums: three events billed twice
+    expect(client.stats()).toMatchObject({ delivered: 10, retries: 1 });
+  });
+
+  it("the same with de-duplication on (the quickstart's Redis on the sink): every event counted once", async () => {
+    const { server, client, clock } = await setup({ dedupe: true });
+    server.failAfter(3);
+    const events = makeEvents(10);
+    client.enqueue(events);
+    await clock.advanceUntil(client.flush());
+    expect(statuses(server)).toEqual([500, 204]);
+    expect(ids(server.storedEvents)).toEqual(ids(events));
+    expect(server.totals()).toEqual({ acme: { input: events.reduce((sum, e) => sum + (e.data!.tokens as number), 0) } });
+  });
+
+  it("ingest-time de-duplication (OpenMeter #5118): the failed event's key is recorded before its forward, so the retry is answered 204 and that event is lost", async () => {
+    const { server, client, clock } = await setup({ dedupe: { ingest: { driver: "memory" } } });
+    server.failAfter(3);
+    const events = makeEvents(10);
+    client.enqueue(events);
+    await clock.advanceUntil(client.flush());
+    expect(statuses(server)).toEqual([500, 204]);
+    // The client did what it can: it resent the batch with the same ids and got a 2xx.
+    expect(client.stats()).toMatchObject({ delivered: 10, pending: { memory: 0, disk: 0 } });
+    // What the server kept: everything but the event whose forward failed: its key was recorded first,
+    // so the retry's copy was taken for a duplicate and dropped.
+    expect(ids(server.storedEvents)).toEqual(ids([...events.slice(0, 3), ...events.slice(4)]));
+    expect(ids(server.lost)).toEqual(ids(events.slice(3, 4)));
+  });
+
+  it("a burst of 503s: retried until delivered, nothing doubled (a 503 forwards nothing)", async () => {
+    const { server, client, clock, rec } = await setup();
     server.failNext(6, { status: 503 });
     const events = makeEvents(40);
     client.enqueue(events);
-    await client.flush();
-    expectExactlyOnce(server, events);
-    expect(statuses(server).filter((s) => s === 503)).toHaveLength(6);
-    expect(client.stats()).toMatchObject({ sent: 40, retries: 6, failed: 0 });
+    await clock.advanceUntil(client.flush());
+    await eventually(() => server.events.length === 40, "delivery");
+    expect(ids(server.events)).toEqual(ids(events));
+    expect(server.duplicates).toBe(0);
     expect(rec.errors).toEqual([]);
   });
 
-  it("429 with Retry-After: waits as told, then delivers", async () => {
-    const { server, client } = await setup({}, { retry: { retries: 3, minDelayMs: 1, maxDelayMs: 5000 } });
-    server.failNext(1, { status: 429, retryAfter: 1 });
-    const events = makeEvents(5);
-    client.enqueue(events);
-    await client.flush();
-    expectExactlyOnce(server, events);
-    const [first, second] = server.requests;
-    expect(first!.status).toBe(429);
-    expect(second!.time.getTime() - first!.time.getTime()).toBeGreaterThanOrEqual(950);
+  it("429 with Retry-After: the sender waits as told on the clock, then delivers", async () => {
+    const { server, client, clock } = await setup();
+    server.failNext(1, { status: 429, retryAfter: 30 });
+    client.enqueue(makeEvents(5));
+    await clock.advanceUntil(client.flush());
+    expect(client.stats().state).toBe("backing-off");
+    await clock.advance(29_999);
+    expect(server.requests).toHaveLength(1);
+    await clock.advance(1);
+    await eventually(() => server.events.length === 5, "delivery after Retry-After");
+    expect(server.requests).toHaveLength(2);
   });
 
-  it("connection resets: retried until delivered", async () => {
-    const { server, client, rec } = await setup();
-    server.setMode("reset");
-    const events = makeEvents(20);
-    client.enqueue(events);
-    while (server.requests.length < 3) await new Promise((r) => setTimeout(r, 5));
-    server.setMode("ok");
-    await client.flush();
-    expectExactlyOnce(server, events);
-    expect(server.requests.filter((r) => r.outcome === "reset").length).toBeGreaterThanOrEqual(3);
-    expect(rec.errors).toEqual([]);
-  });
-
-  it("a hanging server: the request times out and is retried", async () => {
-    const { server, client, rec } = await setup({}, { timeoutMs: 300, maxConcurrency: 1 });
+  it("a hanging server: the request times out on the clock and is retried", async () => {
+    const { server, client, clock } = await setup({}, { timeoutMs: 5000 });
     server.setMode("hang");
-    const events = makeEvents(5);
-    client.enqueue(events);
-    while (server.requests.length < 1) await new Promise((r) => setTimeout(r, 5));
+    client.enqueue(makeEvents(3));
+    await clock.advance(10); // the batch's interval
+    await eventually(() => server.requests.length === 1, "the hanging request");
     server.setMode("ok");
-    await client.flush();
-    expectExactlyOnce(server, events);
-    expect(server.requests[0]!.outcome).toBe("hang");
-    expect(client.stats().retries).toBeGreaterThanOrEqual(1);
-    expect(rec.warnings.join("\n")).toMatch(/timeout/i);
-    expect(rec.errors).toEqual([]);
+    await clock.advance(5000);
+    await eventually(() => server.events.length === 3, "the retry");
+    expect(server.requests.map((r) => r.outcome)).toEqual(["hang", "accepted"]);
   });
 
-  it("a long outage (3 s) with traffic throughout: nothing lost, nothing doubled", async () => {
-    const { server, client, rec } = await setup({}, { retry: { retries: 30, minDelayMs: 20, maxDelayMs: 300 } });
-    const outage = server.outage(3000);
-    const events: CloudEvent[] = [];
-    for (let round = 0; round < 10; round++) {
-      const batch = makeEvents(7);
-      events.push(...batch);
+  it("a long outage with traffic throughout (10 minutes of clock): nothing lost, nothing doubled, memory bounded", async () => {
+    const { server, client, clock } = await setup({}, { maxQueueSize: 100_000, retry: { retries: 2, minDelayMs: 1, maxDelayMs: 30_000 } });
+    server.setMode("down");
+    const sent: CloudEvent[] = [];
+    for (let minute = 0; minute < 10; minute++) {
+      const batch = makeEvents(20);
+      sent.push(...batch);
       client.enqueue(batch);
-      await new Promise((r) => setTimeout(r, 150));
+      await clock.advance(60_000);
     }
-    await outage;
-    await client.flush();
-    expectExactlyOnce(server, events);
-    expect(server.requests.some((r) => r.outcome === "down")).toBe(true);
-    expect(client.stats()).toMatchObject({ sent: 70, failed: 0, dropped: 0 });
-    expect(rec.errors).toEqual([]);
+    expect(client.stats().pending.memory).toBe(200);
+    const requestsDuringOutage = server.requests.length;
+    expect(requestsDuringOutage).toBeLessThan(40); // one probe every 30 s, not a storm
+    server.setMode("ok");
+    await clock.advance(30_000);
+    await clock.advanceUntil(client.flush());
+    expect(ids(server.events)).toEqual(ids(sent));
+    expect(server.duplicates).toBe(0);
   });
 
-  it("a permanent 400 that every part of the batch meets: reported once, not retried; other batches still delivered", async () => {
-    const { server, client, rec } = await setup({}, { maxConcurrency: 1 });
-    // The batch and every probe of its parts are refused: after three events refused on their own
-    // (10 -> 5 -> 3 -> 2 -> 1, 1, then 1) the rest is given up without a request each.
-    server.failNext(7, { status: 400, body: { type: "about:blank", title: "Bad Request", status: 400, detail: "event 0: subject is required" } });
-    const events = makeEvents(30);
-    client.enqueue(events);
-    await client.flush();
-    expect(server.requests).toHaveLength(9); // the batch, six probes, two more batches; no retry
-    expect(rec.errors).toHaveLength(1);
-    expect(rec.errors[0]).toMatchObject({ kind: "rejected", status: 400, detail: "event 0: subject is required" });
-    expect(rec.errors[0]!.events).toEqual(events.slice(0, 10));
-    expectExactlyOnce(server, events.slice(10));
-    expect(client.stats()).toMatchObject({ sent: 20, failed: 10, retries: 0 });
-  });
-
-  it("an invalid event never reaches OpenMeter, so it cannot fail its batch", async () => {
-    const { server, client, rec } = await setup({ api: "v3" });
-    const events = makeEvents(5);
-    const bad = { ...makeEvents(1)[0]!, tier: "pro" } as CloudEvent; // v3 rejects unknown attributes
-    client.enqueue([...events.slice(0, 2), bad, ...events.slice(2)]);
-    await client.flush();
-    expectExactlyOnce(server, events);
-    expect(statuses(server)).toEqual([202]);
-    expect(rec.errors.map((e) => e.kind)).toEqual(["invalid-event"]);
-  });
-
-  it("a wrong apiKey: 401 reported once per batch with 'check apiKey', never retried", async () => {
-    const { server, client, rec } = await setup({ apiKey: "right-key" }, { apiKey: "wrong-key", maxBatchSize: 5 });
-    client.enqueue(makeEvents(10));
-    await client.flush();
-    expect(statuses(server)).toEqual([401, 401]);
-    expect(rec.errors).toHaveLength(2);
-    expect(rec.errors[0]!.message).toMatch(/401.*check apiKey/);
-    expect(rec.errors[0]!.detail).toBe("invalid API token");
-    expect(server.events).toHaveLength(0);
-    expect([...rec.logged, ...rec.errors.map((e) => e.message)].join("\n")).not.toContain("wrong-key");
-
-    const good = await setup({ apiKey: "right-key" }, { apiKey: "right-key" });
+  it("an invalid event never reaches OpenMeter, so it cannot fail its batch-mates", async () => {
+    const { server, client, clock, rec } = await setup();
     const events = makeEvents(3);
-    good.client.enqueue(events);
-    await good.client.flush();
-    expectExactlyOnce(good.server, events);
+    client.enqueue([events[0]!, { ...events[1]!, source: "my_app:prod" }, events[2]!]);
+    await clock.advanceUntil(client.flush());
+    expect(ids(server.events)).toEqual(ids([events[0]!, events[2]!]));
+    expect(rec.errors.map((e) => e.kind)).toEqual(["invalid-event"]);
+    expect(rec.errors[0]!.message).toMatch(/`source` contains ":"/);
+  });
+
+  it("an event larger than OpenMeter's Kafka producer takes is refused at enqueue, not retried for ever", async () => {
+    const { server, client, clock, rec } = await setup();
+    const [small, big] = makeEvents(2);
+    (big!.data as Record<string, unknown>).note = "x".repeat(950_000);
+    client.enqueue([small!, big!]);
+    await clock.advanceUntil(client.flush());
+    expect(ids(server.events)).toEqual([small!.id]);
+    expect(rec.errors[0]!.message).toMatch(/more than OpenMeter's Kafka producer takes in one message/);
+  });
+
+  it("a wrong apiKey without a spool: every batch reported with 'check apiKey' and its events, never retried", async () => {
+    const { server, client, clock, rec } = await setup({ apiKey: "right" }, { apiKey: "wrong" });
+    client.enqueue(makeEvents(15));
+    await clock.advanceUntil(client.flush());
+    expect(statuses(server)).toEqual([401, 401]);
+    expect(rec.errors.map((e) => [e.status, e.events.length])).toEqual([
+      [401, 10],
+      [401, 5],
+    ]);
+    expect(rec.errors[0]!.message).toMatch(/check apiKey/);
+  });
+
+  it("a wrong apiKey with a spool: the events wait on disk, one probe a minute, and a client with the right key delivers them", async () => {
+    const dir = tempDir();
+    cleanup.push(dir.remove);
+    const { server, client, clock, rec } = await setup({ apiKey: "right" }, { apiKey: "wrong", spoolDir: dir.dir });
+    const events = makeEvents(15);
+    client.enqueue(events);
+    await clock.advanceUntil(client.flush());
+    expect(client.stats()).toMatchObject({ state: "misconfigured", pending: { memory: 0, disk: 15 } });
+    expect(rec.errors).toHaveLength(1);
+    expect(rec.errors[0]!.message).toMatch(/check apiKey.*wait in/);
+    const before = server.requests.length;
+    await clock.advance(59_999);
+    expect(server.requests).toHaveLength(before);
+    await clock.advance(1);
+    await eventually(() => server.requests.length === before + 1, "the probe a minute later");
+    await clock.advanceUntil(client.shutdown());
+    const fixed = new IngestClient({ url: server.url, apiKey: "right", spoolDir: dir.dir, clock, handleSignals: false, flushOnExit: false, logger: rec.logger });
+    await clock.advanceUntil(fixed.flush());
+    expect(ids(server.events)).toEqual(ids(events));
+    await clock.advanceUntil(fixed.shutdown());
   });
 
   it("a wrong path: 404 says to check the url", async () => {
-    const server = await startOpenMeterServer();
-    const rec = recorder();
-    const client = new IngestClient({ url: `${server.origin}/api/v1/event`, flushOnExit: false, logger: rec.logger, onError: rec.onError });
-    cleanup.push(() => server.close(), () => client.shutdown());
-    client.enqueue(makeEvents(1));
-    await client.flush();
-    expect(server.requests).toHaveLength(1);
-    expect(rec.errors[0]!.message).toMatch(/404.*check url: OpenMeter's events path ends in \/events/);
+    const { server, client, clock, rec } = await setup();
+    const wrong = new IngestClient({ url: `${server.origin}/api/v1/event`, clock, handleSignals: false, flushOnExit: false, logger: rec.logger, onError: rec.onError });
+    wrong.enqueue(makeEvents(2));
+    await clock.advanceUntil(wrong.flush());
+    expect(rec.errors[0]!.status).toBe(404);
+    expect(rec.errors[0]!.message).toMatch(/check url/);
+    await clock.advanceUntil(wrong.shutdown());
+    void client;
   });
 
-  it("a body limit (413): the batch is split until it fits", async () => {
-    const { server, client, rec } = await setup({ maxBodyBytes: 1200 }, { maxBatchSize: 20 });
+  it("a gateway body limit (413, as a Konnect-like gateway might have): the batch is split until it fits", async () => {
+    const { server, client, clock, rec } = await setup({ gatewayLimitBytes: 1500 }, { maxBatchSize: 20 });
     const events = makeEvents(20);
     client.enqueue(events);
-    await client.flush();
-    expectExactlyOnce(server, events);
-    expect(statuses(server)).toContain(413);
+    await clock.advanceUntil(client.flush());
+    expect(ids(server.events)).toEqual(ids(events));
+    expect(server.requests.some((r) => r.status === 413)).toBe(true);
     expect(rec.errors).toEqual([]);
   });
 
-  it("an outage with a spool: what outlasts the retries is spooled, then replayed once the endpoint is back", async () => {
-    const { mkdtempSync, rmSync } = await import("node:fs");
-    const { tmpdir } = await import("node:os");
-    const { join } = await import("node:path");
-    const dir = mkdtempSync(join(tmpdir(), "om-spool-"));
-    cleanup.push(async () => rmSync(dir, { recursive: true, force: true }));
-    const { server, client, rec } = await setup({}, { spoolDir: dir, retry: { retries: 2, minDelayMs: 5, maxDelayMs: 20 } });
-    server.setMode("down");
-    const during = makeEvents(30);
-    client.enqueue(during);
-    await client.flush();
-    expect(client.stats()).toMatchObject({ spooled: 30, sent: 0 });
-    server.setMode("ok");
-    const after = makeEvents(3);
-    client.enqueue(after);
-    await client.flush();
-    await server.waitForEvents(33);
-    await client.shutdown();
-    expectExactlyOnce(server, [...during, ...after]);
-    expect(server.duplicates).toBe(0);
-    expect(rec.errors).toEqual([]);
+  it("what the meter sums: only events of the meter's type count (a wrong eventType bills nothing)", async () => {
+    const { server, client, clock } = await setup();
+    const [right, wrong] = makeEvents(2);
+    client.enqueue([right!, { ...wrong!, type: "llm.tokens" }]);
+    await clock.advanceUntil(client.flush());
+    expect(server.events).toHaveLength(2);
+    expect(server.totals()).toEqual({ acme: { input: right!.data!.tokens } });
+  });
+
+  it("the counters add up after partial ingests, retries and refusals", async () => {
+    const { server, client, clock } = await setup({ apiKey: "k" }, { apiKey: "k" });
+    server.failAfter(2, { times: 2 });
+    server.failNext(1, { status: 422 });
+    client.enqueue(makeEvents(30));
+    await clock.advanceUntil(client.flush());
+    const stats = client.stats();
+    expect(balance(stats).right).toBe(balance(stats).left);
+    expect(stats.delivered + stats.refused).toBe(30);
   });
 });
