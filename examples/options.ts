@@ -34,7 +34,7 @@ const show = (title: string, server: OpenMeterServer) =>
 async function main() {
   const model = new OfflineChatModel();
 
-  // Connection: url, apiKey, timeoutMs.
+  // Connection: url, apiKey, timeoutMs (an endpoint without auth needs no apiKey: see the README).
   {
     const server = await startOpenMeterServer({ apiKey: "om_example_key" });
     const handler = new MeteringCallbackHandler({ url: server.url, apiKey: "om_example_key", timeoutMs: 5000 });
@@ -95,21 +95,51 @@ async function main() {
     await server.close();
   }
 
-  // Spool: the endpoint is down; events wait on disk and the next client delivers them.
+  // Durability: spoolDir, maxSpoolBytes, spoolFsync, spoolLeaseMs. The endpoint is down; the events
+  // wait on disk, and the next client that opens the directory delivers them.
   {
     const server = await startOpenMeterServer();
     server.setMode("down");
     const spoolDir = mkdtempSync(join(tmpdir(), "metering-spool-"));
-    const handler = new MeteringCallbackHandler({ url: server.url, spoolDir, logger: quiet, retry: { retries: 1, minDelayMs: 50, maxDelayMs: 100 } });
+    const handler = new MeteringCallbackHandler({
+      url: server.url,
+      spoolDir,
+      maxSpoolBytes: 64 * 1024 ** 2,
+      spoolFsync: false,
+      spoolLeaseMs: 10_000,
+      logger: quiet,
+      retry: { retries: 1, minDelayMs: 50, maxDelayMs: 100 },
+    });
     await model.invoke("What is 5-1?", { callbacks: [handler], metadata: { subject: "acme" } });
     await handler.shutdown();
-    console.log(`\n## Spool\n  endpoint down: ${handler.stats().delivery?.pending.disk} events wait on disk in ${spoolDir}`);
+    console.log(`\n## Durability\n  endpoint down: ${handler.stats().delivery?.pending.disk} events wait on disk in ${spoolDir}`);
     server.setMode("ok");
-    const next = new IngestClient({ url: server.url, spoolDir });
+    const next = new IngestClient({ url: server.url, spoolDir, logger: quiet });
     await next.flush();
     console.log(`  endpoint back: the next client delivered ${next.stats().recovered} events left by the first, and the endpoint received:`);
     await next.shutdown();
     for (const e of server.events) console.log(`  ${e.subject} ${e.source} ${e.type} ${JSON.stringify(e.data)}`);
+    await server.close();
+  }
+
+  // Lifecycle: shutdownTimeoutMs, handleSignals, flushOnExit. A hanging endpoint holds shutdown() for
+  // 300 ms at most; without a spool, what is left is handed to onError with the events.
+  {
+    const server = await startOpenMeterServer();
+    server.setMode("hang");
+    const started = performance.now();
+    const handler = new MeteringCallbackHandler({
+      url: server.url,
+      shutdownTimeoutMs: 300,
+      handleSignals: true,
+      flushOnExit: true,
+      logger: quiet,
+      onError: (error: IngestError) => console.log(`  onError(kind ${error.kind}): ${error.events.length} events, ${error.events.map((e) => e.data?.type).join(" and ")}`),
+    });
+    await model.invoke("What is 6*7?", { callbacks: [handler], metadata: { subject: "acme" } });
+    console.log("\n## Lifecycle");
+    await handler.shutdown();
+    console.log(`  shutdown() gave up after ${(Math.round((performance.now() - started) / 100) / 10).toFixed(1)} s, as shutdownTimeoutMs says`);
     await server.close();
   }
 

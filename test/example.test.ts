@@ -263,6 +263,8 @@ describe("examples/options.ts (the README's option groups)", () => {
     expect(stdout.match(/^ {2}(globex|initech|internal) langchain kong\.llm_request \{"type":"input"/gm)).toHaveLength(3);
     expect(stdout).toContain("3 requests, answered 503, 503, 204");
     expect(stdout).toMatch(/endpoint down: 2 events wait on disk[\s\S]*endpoint back: the next client delivered 2 events left by the first/);
+    expect(stdout).toContain("onError(kind undelivered): 2 events, input and output");
+    expect(stdout).toMatch(/shutdown\(\) gave up after 0\.\d s, as shutdownTimeoutMs says/);
     expect(stdout).toMatch(/onError\(kind rejected, status 401\): .*check apiKey/);
     expect(`${stdout}${stderr}`).not.toMatch(/right-key|wrong-key|om_example_key/);
   }, 60_000);
