@@ -205,3 +205,20 @@ describe("a refused batch with a spool", () => {
     expect(errors.map((e) => e.status)).toEqual([403]);
   });
 });
+
+describe("a refused batch meeting an outage", () => {
+  it("once retries run out for one half, the other halves wait for the probe too (nothing is sent while backing off)", async () => {
+    let seen = 0;
+    const server = await startPlainServer((_req, res) => void res.writeHead(seen++ === 0 ? 400 : 503).end());
+    cleanup.push(() => server.close());
+    const { client: c, clock } = client({ url: server.url, maxBatchSize: 4, retry: { retries: 2, minDelayMs: 1, maxDelayMs: 60_000 } });
+    c.enqueue(makeEvents(4));
+    await c.flush();
+    // The 400, then the first half with its two retries; the client backs off.
+    expect(c.stats().state).toBe("backing-off");
+    expect(server.requests.map((r) => ids(r.body).length)).toEqual([4, 2, 2, 2]);
+    await clock.advance(59_999);
+    expect(server.requests).toHaveLength(4);
+    expect(c.stats()).toMatchObject({ refused: 0, delivered: 0, pending: { memory: 4, disk: 0 } });
+  });
+});
