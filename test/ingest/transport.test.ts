@@ -253,6 +253,19 @@ describe("statuses that are retried", () => {
     expect(client.stats()).toMatchObject({ state: "healthy", pending: { memory: 0, disk: 0 } });
   });
 
+  it("a Retry-After is said as the server's wait, not as retries that ran out", async () => {
+    const { client, rec } = await setup(failFirst(1, () => new HttpResponse(null, { status: 429, headers: { "retry-after": "120" } })), {
+      retry: { retries: 3, minDelayMs: 1, maxDelayMs: 1000 },
+    });
+    client.enqueue(makeEvents(1));
+    await client.flush();
+    expect(client.stats()).toMatchObject({ state: "backing-off", retries: 0 });
+    const said = rec.warnings.filter((w) => /answered 429/.test(w));
+    expect(said).toHaveLength(1);
+    expect(said[0]).not.toMatch(/retries ran out/);
+    expect(said[0]).toMatch(/120 s|2 min|Retry-After/);
+  });
+
   it("honours Retry-After as an HTTP date, read against the clock's wall time", async () => {
     const wall = Date.parse("2026-05-05T15:26:47.000Z");
     const clock = new TestClock({ wall });
