@@ -4,7 +4,11 @@
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { IngestClient, MeteringCallbackHandler } from "langchain-openmeter";
+import { TestClock } from "langchain-openmeter/testing";
+import { settleOn, until } from "../support/clocked";
+import { startPlainServer } from "../ingest/helpers";
 import { MemorySink, recordingLogger } from "../support/memory-sink";
+import { ScriptedChatModel, usage } from "../support/scripted-model";
 
 const LOCAL = "http://127.0.0.1:8888/api/v1/events";
 const KONNECT = "https://us.api.konghq.com/v3/openmeter/events";
@@ -19,7 +23,7 @@ afterEach(async () => {
 function build(...args: unknown[]) {
   const log = recordingLogger();
   const last = args.length === 1 ? 0 : 2;
-  args[last] = { flushOnExit: false, logger: log.logger, ...(args[last] as object) };
+  args[last] = { flushOnExit: false, handleSignals: false, logger: log.logger, ...(args[last] as object) };
   const handler = new (MeteringCallbackHandler as unknown as new (...a: unknown[]) => MeteringCallbackHandler)(...args);
   open.push(handler);
   return { handler, ...log };
@@ -75,6 +79,15 @@ describe("url", () => {
     }
   });
 
+  it("http:// to a host that is not loopback, without a key (a self-hosted OpenMeter): accepted with one note, none on loopback", () => {
+    const { warnings } = build({ url: "http://openmeter:8888/api/v1/events" });
+    expect(warnings).toEqual([
+      "sending to http://openmeter:8888/api/v1/events without an apiKey and without TLS: fine for a self-hosted OpenMeter on a private network, otherwise set apiKey and use https://",
+    ]);
+    expect(build({ url: LOCAL }).warnings).toEqual([]);
+    expect(build({ url: "https://openmeter.example/api/v1/events" }).warnings).toEqual([]);
+  });
+
   it("credentials and query in the url are never shown back in a message", () => {
     const error = thrown(() => new MeteringCallbackHandler({ url: `ftp://user:${KEY}@host.example/events?token=${KEY}` }));
     expect(error.message).toMatch(/`url` must be an absolute http\(s\) URL/);
@@ -83,15 +96,31 @@ describe("url", () => {
 });
 
 describe("apiKey", () => {
-  it("missing for a remote endpoint: names the host and that only loopback may omit it", () => {
-    expect(() => new MeteringCallbackHandler({ url: KONNECT })).toThrow(/`apiKey` is required for us\.api\.konghq\.com \(it is missing or empty\): only loopback URLs/);
+  it("missing for Konnect or OpenMeter Cloud: names the host and that it answers 401 without one", () => {
+    expect(() => new MeteringCallbackHandler({ url: KONNECT })).toThrow(
+      /`apiKey` is required for us\.api\.konghq\.com \(it is missing or empty\): Konnect and OpenMeter Cloud answer 401 without one/,
+    );
+    expect(() => new MeteringCallbackHandler({ url: "https://openmeter.cloud/api/v1/events" })).toThrow(/`apiKey` is required for openmeter\.cloud/);
   });
 
-  it("empty string (an unset .env variable): as if left out: required for a remote endpoint, fine on loopback", () => {
+  it("missing for any other host (a self-hosted OpenMeter without authentication): accepted", () => {
+    const { handler } = build({ url: "https://metering.example.com/api/v1/events" });
+    expect(handler.client).toBeInstanceOf(IngestClient);
+  });
+
+  it("empty string (an unset .env variable): as if left out: required for Konnect, and on loopback no Authorization header is sent", async () => {
     expect(() => new MeteringCallbackHandler({ url: KONNECT, apiKey: "" })).toThrow(/`apiKey` is required for us\.api\.konghq\.com \(it is missing or empty\)/);
     expect(() => new MeteringCallbackHandler(KONNECT, " ")).toThrow(/`apiKey` is required for us\.api\.konghq\.com/);
-    const local = new MeteringCallbackHandler({ url: "http://127.0.0.1:8888/api/v1/events", apiKey: "", flushOnExit: false });
-    expect(local.client).toBeDefined();
+    const server = await startPlainServer((_req, res) => void res.writeHead(204).end());
+    const clock = new TestClock();
+    const { handler } = build({ url: server.url, apiKey: "", clock });
+    const model = new ScriptedChatModel(() => ({ usage: usage(2, 1) }), "m", "p", { callbacks: [handler] });
+    await model.invoke("x", { metadata: { subject: "acme" } });
+    await settleOn(clock, handler.flush());
+    expect(server.requests).toHaveLength(1);
+    expect(server.requests[0]!.headers.authorization).toBeUndefined();
+    expect(handler.stats().delivery).toMatchObject({ delivered: 2 });
+    await server.close();
   });
 
   it("not a string (a number, an object): refused without echoing the value", () => {
@@ -113,6 +142,10 @@ describe("batching and timing numbers", () => {
     ["timeoutMs", 0, /`timeoutMs` must be an integer >= 1, got 0/],
     ["timeoutMs", Number.POSITIVE_INFINITY, /`timeoutMs` must be an integer >= 1, got Infinity/],
     ["maxConcurrency", 0, /`maxConcurrency` must be an integer >= 1, got 0/],
+    ["maxSpoolBytes", 1024, /`maxSpoolBytes` must be an integer >= 65536, got 1024/],
+    ["spoolLeaseMs", 50, /`spoolLeaseMs` must be an integer >= 100, got 50/],
+    ["shutdownTimeoutMs", -1, /`shutdownTimeoutMs` must be an integer >= 0, got -1/],
+    ["shutdownTimeoutMs", 1.5, /`shutdownTimeoutMs` must be an integer >= 0, got 1\.5/],
     ["runTimeoutMs", 0, /`runTimeoutMs` must be at least 1000/],
     ["runTimeoutMs", -1, /`runTimeoutMs` must be at least 1000/],
   ];
@@ -126,13 +159,24 @@ describe("batching and timing numbers", () => {
     expect(() => new MeteringCallbackHandler({ url: LOCAL, retry: { retries: -1 } })).toThrow(/`retry\.retries` must be an integer >= 0, got -1/);
   });
 
-  it("flushIntervalMs: 0 is allowed: a partial batch goes out on the next turn of the event loop", async () => {
-    const client = new IngestClient({ url: "http://127.0.0.1:1/api/v1/events", flushIntervalMs: 0, flushOnExit: false, retry: { retries: 0 } });
-    open.push(client);
-    client.enqueue({ specversion: "1.0", id: "x", source: "s", type: "t", subject: "acme" });
-    expect(client.stats().queueDepth).toBe(1);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-    expect(client.stats().queueDepth).toBe(0);
+  it("flushIntervalMs: 0 is allowed: a partial batch goes out without the clock moving on", async () => {
+    const server = await startPlainServer((_req, res) => void res.writeHead(204).end());
+    for (const flushIntervalMs of [0, 1]) {
+      const clock = new TestClock();
+      const client = new IngestClient({ url: server.url, clock, flushIntervalMs, flushOnExit: false, handleSignals: false });
+      open.push({ shutdown: () => settleOn(clock, client.shutdown()).then(() => undefined) });
+      client.enqueue({ specversion: "1.0", id: `x-${flushIntervalMs}`, source: "s", type: "t", subject: "acme" });
+      expect(client.stats().pending.memory).toBe(1);
+      await clock.advance(0);
+      if (flushIntervalMs === 0) {
+        await until(() => client.stats().delivered === 1, "the partial batch");
+        expect(client.stats().pending.memory).toBe(0);
+      } else {
+        expect(client.stats()).toMatchObject({ delivered: 0, pending: { memory: 1, disk: 0 } });
+      }
+    }
+    expect(server.requests).toHaveLength(1);
+    await server.close();
   });
 });
 
@@ -159,10 +203,15 @@ describe("unknown options (typos)", () => {
     expect(error.message).toMatch(/`maxBatchSize` must be an integer >= 1/);
   });
 
-  it("with `client`, ingest options are refused with a pointer to the client", () => {
+  it("with `client`, ingest options are refused with a pointer to the client; the handler's own lifecycle options are allowed", () => {
     expect(() => new MeteringCallbackHandler({ client: new MemorySink(), maxBatchSize: 10 } as never)).toThrow(
       /`maxBatchSize` configure the ingest client this handler would create, but `client` was given/,
     );
+    expect(() => new MeteringCallbackHandler({ client: new MemorySink(), spoolDir: "/tmp/x" } as never)).toThrow(/`spoolDir` configure the ingest client/);
+    const handler = new MeteringCallbackHandler({ client: new MemorySink(), clock: new TestClock(), shutdownTimeoutMs: 100, handleSignals: false });
+    open.push(handler);
+    expect(handler.client).toBeInstanceOf(MemorySink);
+    expect(() => new MeteringCallbackHandler({ client: new MemorySink(), shutdownTimeoutMs: -1 })).toThrow(/`shutdownTimeoutMs` must be an integer >= 0, got -1/);
   });
 });
 

@@ -2,10 +2,19 @@
  * Property-based tests (fast-check) for usage extraction and event building: whatever usage shape a
  * provider reports, the events are valid CloudEvents with non-negative integer tokens that add up to
  * exactly the reported input + output; and a shape with no usable counts yields no event and a warning.
+ * And for delivery: over random fault schedules, the ingest client's counts add up at every step and
+ * every valid event is delivered once the endpoint heals.
  */
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo, Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { cloudEventSchema, MeteringCallbackHandler, type CloudEvent } from "langchain-openmeter";
+import { cloudEventSchema, IngestClient, type IngestError, MeteringCallbackHandler, type CloudEvent } from "langchain-openmeter";
+import { TestClock } from "langchain-openmeter/testing";
+import { settleOn, turn, unaccounted } from "../support/clocked";
 import { isPlainValidEvent } from "../../src/cloudevent";
 import { buildUsageEvents } from "../../src/events";
 import { extractUsage } from "../../src/usage";
@@ -141,11 +150,11 @@ describe("usage extraction and event building (properties)", () => {
 });
 
 describe("through the handler's callbacks (properties)", () => {
-  it("valid reports: what reaches the sink is exactly the report, with and without splitCachedInput", () => {
+  it("valid reports: what reaches the sink is exactly the report, with and without splitCachedInput", async () => {
     for (const splitCachedInput of [false, true]) {
       const sink = new MemorySink();
       const log = recordingLogger();
-      const handler = new MeteringCallbackHandler({ client: sink, logger: log.logger, splitCachedInput });
+      const handler = new MeteringCallbackHandler({ client: sink, logger: log.logger, splitCachedInput, handleSignals: false });
       let i = 0;
       fc.assert(
         fc.property(validReport, (reported) => {
@@ -160,14 +169,15 @@ describe("through the handler's callbacks (properties)", () => {
       );
       expect(log.errors).toEqual([]);
       expect(handler.stats().open).toBe(0);
-      void handler.shutdown();
+      await handler.shutdown();
+      expect(sink.closed).toBe(false); // a client passed in stays its owner's
     }
   });
 
-  it("invalid reports: no event, one warning, the run is freed", () => {
+  it("invalid reports: no event, one warning, the run is freed", async () => {
     const sink = new MemorySink();
     const log = recordingLogger();
-    const handler = new MeteringCallbackHandler({ client: sink, logger: log.logger });
+    const handler = new MeteringCallbackHandler({ client: sink, logger: log.logger, handleSignals: false });
     let i = 0;
     fc.assert(
       fc.property(invalidReport, (output) => {
@@ -184,7 +194,7 @@ describe("through the handler's callbacks (properties)", () => {
     );
     expect(log.errors).toEqual([]);
     expect(handler.stats()).toMatchObject({ open: 0, metered: 0, missingUsage: i });
-    void handler.shutdown();
+    await handler.shutdown();
   });
 });
 
@@ -236,5 +246,178 @@ describe("isPlainValidEvent, the client's fast path before zod", () => {
   it("accepts the events the handler builds", () => {
     const built = { specversion: "1.0", id: "r-input", source: "langchain", type: "kong.llm_request", subject: "acme", time: new Date().toISOString(), data: { type: "input", tokens: 1 } };
     expect(isPlainValidEvent(built)).toBe(true);
+  });
+});
+
+/**
+ * The ingest client over random fault schedules. Each request the endpoint receives gets the next
+ * outcome of the schedule (and, once the schedule is used up, the endpoint is healthy); an event
+ * marked bad is answered 400 whenever the endpoint looks at the events. Time is a TestClock: the
+ * driver lets real I/O settle, then moves the clock to the next timer (a deadline, a Retry-After,
+ * a backoff, a batch interval), so hangs and minute-long waits cost microseconds.
+ */
+type Fault = "204" | "202" | "500" | "503" | "503 Retry-After" | "429" | "429 Retry-After" | "reset" | "hang";
+const faults: Fault[] = ["204", "202", "500", "503", "503 Retry-After", "429", "429 Retry-After", "reset", "hang"];
+
+interface FaultEndpoint {
+  url: string;
+  /** Ids the endpoint acknowledged (2xx), in order, repeats included. */
+  acknowledged: string[];
+  /** Requests received and neither answered nor left hanging on purpose yet. */
+  busy: number;
+  outcomes: string[];
+  close(): Promise<void>;
+}
+
+async function startFaultEndpoint(schedule: readonly Fault[], bad: ReadonlySet<string>): Promise<FaultEndpoint> {
+  const sockets = new Set<Socket>();
+  let next = 0;
+  const endpoint: FaultEndpoint = { url: "", acknowledged: [], busy: 0, outcomes: [], close: async () => {} };
+  const server = createServer((req, res) => {
+    endpoint.busy++;
+    const chunks: Buffer[] = [];
+    req.on("data", (chunk: Buffer) => chunks.push(chunk));
+    req.on("end", () => {
+      endpoint.busy--;
+      const ids = (JSON.parse(Buffer.concat(chunks).toString("utf8")) as Array<{ id: string }>).map((e) => e.id);
+      const fault = schedule[next++] ?? "204";
+      const healthy = fault === "204" || fault === "202";
+      const outcome = healthy && ids.some((id) => bad.has(id)) ? "400" : fault;
+      endpoint.outcomes.push(outcome);
+      switch (outcome) {
+        case "hang":
+          return;
+        case "reset":
+          return void req.socket.resetAndDestroy();
+        case "400":
+          return void res.writeHead(400, { "content-type": "application/problem+json" }).end('{"detail":"invalid event"}');
+        case "204":
+        case "202":
+          endpoint.acknowledged.push(...ids);
+          return void res.writeHead(Number(outcome)).end();
+        default: {
+          const [status, retryAfter] = outcome.split(" ");
+          return void res.writeHead(Number(status), retryAfter ? { "retry-after": "1" } : {}).end();
+        }
+      }
+    });
+  });
+  server.on("connection", (socket) => {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  endpoint.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/api/v1/events`;
+  endpoint.close = () =>
+    new Promise<void>((resolve) => {
+      for (const socket of sockets) socket.destroy();
+      server.close(() => resolve());
+    });
+  return endpoint;
+}
+
+const scenario = (withBadEvents: boolean) =>
+  fc.record({
+    schedule: fc.array(fc.constantFrom(...faults), { maxLength: 20 }),
+    // Each event valid (true), or one the endpoint refuses with a 400 (false). When there are bad ones,
+    // most are: runs of refused events next to valid ones are what the splitting must get right.
+    events: fc.array(withBadEvents ? fc.oneof({ weight: 2, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) }) : fc.constant(true), {
+      minLength: withBadEvents ? 4 : 1,
+      maxLength: 40,
+    }),
+    chunks: fc.array(fc.integer({ min: 1, max: 10 }), { minLength: 1, maxLength: 6 }),
+    // With refusals, batches large enough to be split more than once.
+    maxBatchSize: fc.integer({ min: withBadEvents ? 4 : 1, max: 8 }),
+    maxConcurrency: fc.integer({ min: 1, max: 3 }),
+    retries: fc.integer({ min: 0, max: 3 }),
+    flushIntervalMs: fc.constantFrom(0, 50, 1000),
+    spool: fc.boolean(),
+  });
+
+type Scenario = { schedule: Fault[]; events: boolean[]; chunks: number[]; maxBatchSize: number; maxConcurrency: number; retries: number; flushIntervalMs: number; spool: boolean };
+
+/** Runs one scenario to the end; throws (an expect failing) when a count or an event goes astray. */
+async function runScenario(s: Scenario): Promise<void> {
+  const runId = `p${Math.random().toString(36).slice(2, 8)}`;
+  const events = s.events.map((valid, i) => ({
+    specversion: "1.0" as const,
+    id: `${runId}-${i}${valid ? "" : "-bad"}`,
+    source: "langchain",
+    type: "kong.llm_request",
+    subject: "acme",
+    data: { type: "input", tokens: i + 1 },
+  }));
+  const bad = new Set(events.filter((e) => e.id.endsWith("-bad")).map((e) => e.id));
+  const endpoint = await startFaultEndpoint(s.schedule, bad);
+  const dir = s.spool ? mkdtempSync(join(tmpdir(), "om-property-")) : undefined;
+  const clock = new TestClock();
+  const reported: IngestError[] = [];
+  const client = new IngestClient({
+    url: endpoint.url,
+    clock,
+    ...(dir ? { spoolDir: dir } : {}),
+    maxBatchSize: s.maxBatchSize,
+    maxConcurrency: s.maxConcurrency,
+    flushIntervalMs: s.flushIntervalMs,
+    timeoutMs: 1000,
+    retry: { retries: s.retries, minDelayMs: 1, maxDelayMs: 50 },
+    flushOnExit: false,
+    handleSignals: false,
+    logger: { warn() {}, error() {} },
+    onError: (e) => void reported.push(e),
+  });
+  const context = () => `(outcomes so far: ${endpoint.outcomes.join(", ")}; stats: ${JSON.stringify(client.stats())})`;
+  const checkCounts = () => expect(unaccounted(client.stats()), `the counts add up ${context()}`).toBe(0);
+  /** Real I/O first (the endpoint idle, p-retry's millisecond waits done), then the clock to its next timer. */
+  const step = async () => {
+    for (let i = 0; i < 100 && endpoint.busy > 0; i++) await turn();
+    await new Promise<void>((resolve) => setTimeout(resolve, 2));
+    await turn();
+    checkCounts();
+    const due = clock.nextDue;
+    await clock.advance(due === undefined ? 100 : Math.min(1000, Math.max(1, due - clock.now())));
+    checkCounts();
+  };
+  try {
+    let offset = 0;
+    for (const size of s.chunks) {
+      if (offset >= events.length) break;
+      client.enqueue(events.slice(offset, offset + size));
+      offset += size;
+      checkCounts();
+      await step();
+    }
+    if (offset < events.length) client.enqueue(events.slice(offset));
+    const settled = () => {
+      const stats = client.stats();
+      return stats.pending.memory + stats.pending.disk === 0 && stats.inFlight === 0;
+    };
+    for (let i = 0; i < 500 && !settled(); i++) await step();
+    expect(settled(), `everything settled once the endpoint healed ${context()}`).toBe(true);
+    await turn(); // reports of refused events are made on the next turn
+    const valid = events.filter((e) => !bad.has(e.id)).map((e) => e.id);
+    expect(client.stats()).toMatchObject({ enqueued: events.length, delivered: valid.length, refused: bad.size, dropped: 0, handedOver: 0, state: "healthy" });
+    expect(new Set(endpoint.acknowledged), `every valid event delivered ${context()}`).toEqual(new Set(valid));
+    const refusedIds = reported.flatMap((e) => e.events.map((x) => x.id));
+    expect(refusedIds.sort()).toEqual([...bad].sort());
+    expect(reported.every((e) => e.kind === "rejected" && e.status === 400)).toBe(true);
+    await settleOn(clock, client.shutdown());
+    checkCounts();
+    if (dir) expect((readdirSync(dir, { recursive: true }) as string[]).filter((name) => name.endsWith(".log"))).toEqual([]);
+  } finally {
+    await settleOn(clock, client.shutdown({ timeoutMs: 0 }));
+    await endpoint.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+describe("the ingest client over random fault schedules (properties)", () => {
+  it("outages, 5xx with and without Retry-After, 429, resets and hangs: the counts always add up, and once the endpoint heals every event is delivered", async () => {
+    await fc.assert(fc.asyncProperty(scenario(false), (s) => runScenario(s as Scenario)), { numRuns: 25 });
+  });
+
+  it("the same with a 400 for some events: those are refused and reported once each; every valid event is still delivered", async () => {
+    // The time limit bounds shrinking a counterexample (a failure found is still reported).
+    await fc.assert(fc.asyncProperty(scenario(true), (s) => runScenario(s as Scenario)), { numRuns: 25, interruptAfterTimeLimit: 5000 });
   });
 });

@@ -2,14 +2,16 @@
  * Hardening: the API key appears nowhere a person or a log collector could read it. Every failure of
  * the other hardening files is provoked here with one key, everything the library emits is collected
  * (log lines, thrown errors with their stacks and `cause` chains, onError reports inspected and
- * JSON-serialized, events, the spool file, stats), and the collection is searched for the key.
+ * JSON-serialized, events, every file in the spool directory, stats), and the collection is searched for the key.
  */
-import { mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { inspect } from "node:util";
 import { afterEach, describe, expect, it } from "vitest";
 import { IngestClient, IngestError, MeteringCallbackHandler } from "langchain-openmeter";
+import { TestClock } from "langchain-openmeter/testing";
+import { settleOn, until } from "../support/clocked";
 import { makeEvents, startPlainServer } from "../ingest/helpers";
 import { ScriptedChatModel, usage } from "../support/scripted-model";
 
@@ -98,45 +100,66 @@ describe("the API key never leaks", () => {
     });
     cleanup.push(() => server.close());
 
+    const clock = new TestClock();
     const handler = new MeteringCallbackHandler(server.url, KEY, {
       logger: out.logger,
       onError: out.onError,
+      clock,
       flushOnExit: false,
+      handleSignals: false,
       // One event per request, so every scripted failure meets a request of its own (no splitting).
       maxBatchSize: 1,
       maxConcurrency: 1,
       timeoutMs: 150,
       retry: { retries: 0, minDelayMs: 1, maxDelayMs: 5 },
     });
-    cleanup.push(() => handler.shutdown());
+    cleanup.push(() => settleOn(clock, handler.shutdown()));
     const model = new ScriptedChatModel(() => ({ usage: usage(10, 5) }), "m", "p", { callbacks: [handler] });
-    for (let i = 0; i < failures.length + 2; i++) {
+    for (let i = 0; i < failures.length; i++) {
       await model.invoke("x", { metadata: { subject: "acme", note: "no secrets here" } });
-      await handler.flush();
+      await settleOn(clock, handler.flush(), { stepMs: 5 });
+      await clock.advance(5); // the probe after a backoff
     }
-    // The same client's transport with a spool on a full disk, and an invalid event.
+    // Past the script: a reset, then requests that hang until timeoutMs.
+    await until(() => server.requests.length >= failures.length + 2, "the reset and a hanging request");
+    await clock.advance(150);
+    // What is still held in memory is reported with the events when the handler shuts down.
+    await settleOn(clock, handler.shutdown());
+
+    // A client with a spool that cannot be written and a full memory queue, and an invalid event.
+    const spoolClock = new TestClock();
     const spooling = new IngestClient({
       url: server.url,
       apiKey: KEY,
       spoolDir: dir,
+      clock: spoolClock,
       flushOnExit: false,
+      handleSignals: false,
       timeoutMs: 150,
-      retry: { retries: 0 },
+      maxQueueSize: 1,
+      retry: { retries: 0, minDelayMs: 1, maxDelayMs: 60_000 },
       logger: out.logger,
       onError: out.onError,
     });
-    cleanup.push(() => spooling.shutdown());
-    await spooling.replaySpool();
-    symlinkSync("/dev/full", join(dir, "events.jsonl"));
-    spooling.enqueue([...makeEvents(1), { ...makeEvents(1)[0]!, subject: "" }]);
-    await spooling.flush();
+    cleanup.push(() => settleOn(spoolClock, spooling.shutdown({ timeoutMs: 0 })));
+    spooling.enqueue(makeEvents(1));
+    const hung = spooling.flush();
+    await until(() => spooling.stats().inFlight === 1, "the request to hang");
+    await spoolClock.advance(150);
+    await hung; // backing off now: the memory limit applies
+    const owner = readdirSync(dir).find((name) => /^[0-9a-z]{9}-[0-9a-f]{12}$/.test(name))!;
+    for (let seq = 2; seq <= 9; seq++) mkdirSync(join(dir, owner, `0000000${seq}.log`));
+    spooling.enqueue([...makeEvents(2), { ...makeEvents(1)[0]!, subject: "" }]);
+    await until(() => out.errors.some((e) => e.kind === "spool-write") && out.errors.some((e) => e.kind === "invalid-event"), "the spool and invalid-event reports");
 
     expect(server.requests.length).toBeGreaterThanOrEqual(failures.length + 1);
     expect(server.requests.every((r) => r.headers.authorization === `Bearer ${KEY}`)).toBe(true);
     const kinds = new Set(out.errors.map((e) => e.kind));
-    for (const kind of ["rejected", "retries-exhausted", "invalid-event", "spool"]) expect(kinds).toContain(kind);
+    for (const kind of ["rejected", "undelivered", "invalid-event", "spool-write"]) expect(kinds).toContain(kind);
     const statuses = new Set(out.errors.map((e) => e.status));
-    for (const status of [503, 401, 200, 301, 400, 413, 429]) expect(statuses).toContain(status);
+    for (const status of [401, 200, 301, 400, 413]) expect(statuses).toContain(status);
+    // Retryable answers are not reported through onError: they are said in warnings.
+    for (const status of [503, 429]) expect(out.all()).toContain(`answered ${status}`);
     out.texts.push(JSON.stringify(handler.stats()), JSON.stringify(spooling.stats()));
     expect(out.all()).toContain("[redacted]");
     expect(out.all()).not.toContain(KEY);
@@ -144,25 +167,45 @@ describe("the API key never leaks", () => {
     expect(JSON.stringify(out.errors.flatMap((e) => e.events))).not.toContain(KEY);
   });
 
-  it("from the spool file and the events themselves", async () => {
+  it("from the spool directory (segments, ledgers, lock files) and the events themselves", async () => {
     const dir = mkdtempSync(join(tmpdir(), "om-secrets-"));
     cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
     const server = await startPlainServer((_req, res) => res.writeHead(503).end());
     cleanup.push(() => server.close());
     const out = new Collector();
+    const clock = new TestClock();
     const handler = new MeteringCallbackHandler(server.url, KEY, {
       spoolDir: dir,
+      clock,
       flushOnExit: false,
+      handleSignals: false,
       retry: { retries: 0 },
       logger: out.logger,
       onError: out.onError,
     });
-    cleanup.push(() => handler.shutdown());
     const model = new ScriptedChatModel(() => ({ usage: usage(3, 4) }), "m", "p", { callbacks: [handler] });
     await model.invoke("x", { metadata: { subject: "acme" } });
     await handler.flush();
-    const spooled = readFileSync(join(dir, "events.jsonl"), "utf8");
+    await settleOn(clock, handler.shutdown());
+    const files = (readdirSync(dir, { recursive: true }) as string[]).map((name) => join(dir, name)).filter((path) => statSync(path).isFile());
+    expect(files.some((path) => path.endsWith(".log"))).toBe(true);
+    expect(files.some((path) => path.endsWith("owner.lock"))).toBe(false); // released at shutdown
+    const spooled = files.map((path) => readFileSync(path, "utf8")).join("\n");
     expect(spooled).toContain("-input");
+    expect(spooled).toContain("-output");
     expect(spooled + out.all()).not.toContain(KEY);
+  });
+
+  it("from the lock file of a running client", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "om-secrets-"));
+    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+    const clock = new TestClock();
+    const client = new IngestClient({ url: KONNECT, apiKey: KEY, spoolDir: dir, clock, flushOnExit: false, handleSignals: false });
+    cleanup.push(() => settleOn(clock, client.shutdown({ timeoutMs: 0 })));
+    const locks = (readdirSync(dir, { recursive: true }) as string[]).filter((name) => name.endsWith("owner.lock"));
+    expect(locks).toHaveLength(1);
+    const lock = readFileSync(join(dir, locks[0]!), "utf8");
+    expect(JSON.parse(lock)).toMatchObject({ pid: process.pid });
+    expect(lock).not.toContain(KEY);
   });
 });

@@ -1,7 +1,9 @@
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { z } from "zod";
-import { IngestClient } from "langchain-openmeter";
-import { ingestOptionsShape, parseIngestOptions, parseOptions, refineIngestOptions } from "../../src/ingest/options";
+import { IngestClient, MeteringCallbackHandler } from "langchain-openmeter";
+import { TestClock } from "langchain-openmeter/testing";
+import { ingestOptionsShape, parseIngestOptions, refineIngestOptions, urlNotes } from "../../src/ingest/options";
+import { parseOptions } from "../../src/option-errors";
 
 const url = "http://127.0.0.1:8888/api/v1/events";
 const message = (input: unknown) => {
@@ -14,6 +16,11 @@ const message = (input: unknown) => {
   throw new Error("expected the options to be rejected");
 };
 
+const open: Array<{ shutdown(): Promise<void> }> = [];
+afterEach(async () => {
+  while (open.length) await open.pop()!.shutdown();
+});
+
 describe("ingest options", () => {
   it("fills in the documented defaults", () => {
     expect(parseIngestOptions({ url })).toEqual({
@@ -24,13 +31,18 @@ describe("ingest options", () => {
       maxConcurrency: 4,
       timeoutMs: 10_000,
       retry: { retries: 10, minDelayMs: 200, maxDelayMs: 30_000 },
+      maxSpoolBytes: 1024 ** 3,
+      spoolFsync: false,
+      spoolLeaseMs: 10_000,
+      shutdownTimeoutMs: 5000,
       flushOnExit: true,
-      handleSignals: false,
+      handleSignals: true,
     });
   });
 
   it("fills in retry defaults field by field", () => {
     expect(parseIngestOptions({ url, retry: { retries: 2 } }).retry).toEqual({ retries: 2, minDelayMs: 200, maxDelayMs: 30_000 });
+    expect(parseIngestOptions({ url, retry: { maxDelayMs: 500 } }).retry).toEqual({ retries: 10, minDelayMs: 200, maxDelayMs: 500 });
   });
 
   it("names the option and what is allowed for a bad url", () => {
@@ -41,12 +53,26 @@ describe("ingest options", () => {
     expect(message({})).toContain("`url` is required");
   });
 
-  it("requires apiKey except for loopback hosts", () => {
-    expect(message({ url: "https://us.api.konghq.com/v3/openmeter/events" })).toContain("`apiKey` is required for us.api.konghq.com");
-    for (const host of ["127.0.0.1", "localhost", "[::1]"]) {
-      expect(() => parseIngestOptions({ url: `http://${host}:8888/api/v1/events` })).not.toThrow();
+  it("requires apiKey only for Konnect and OpenMeter Cloud hosts", () => {
+    for (const host of ["us.api.konghq.com", "eu.api.konghq.com", "openmeter.cloud", "api.openmeter.cloud"]) {
+      expect(message({ url: `https://${host}/v3/openmeter/events` })).toContain(
+        `\`apiKey\` is required for ${host} (it is missing or empty): Konnect and OpenMeter Cloud answer 401 without one`,
+      );
     }
-    expect(() => parseIngestOptions({ url: "https://eu.api.konghq.com/v3/openmeter/events", apiKey: "kpat_x" })).not.toThrow();
+    // Self-hosted OpenMeter without authentication: loopback, a service name, any other host.
+    for (const other of [
+      "http://127.0.0.1:8888/api/v1/events",
+      "http://localhost:8888/api/v1/events",
+      "http://[::1]:8888/api/v1/events",
+      "http://openmeter:8888/api/v1/events",
+      "https://metering.example.com/api/v1/events",
+      // Names that only look hosted.
+      "https://konghq.com.example.net/v3/openmeter/events",
+      "https://notkonghq.com/v3/openmeter/events",
+    ]) {
+      expect(parseIngestOptions({ url: other }).apiKey).toBeUndefined();
+    }
+    expect(parseIngestOptions({ url: "https://eu.api.konghq.com/v3/openmeter/events", apiKey: "kpat_x" }).apiKey).toBe("kpat_x");
   });
 
   it("reports unknown keys (typos) with a suggestion, including nested retry keys", () => {
@@ -58,10 +84,29 @@ describe("ingest options", () => {
 
   it("lists every problem at once", () => {
     const text = message({ url, maxBatchSize: 0, timeoutMs: "10s", onError: "log", logger: {} });
+    expect(text).toMatch(/4 problems/);
     expect(text).toContain("`maxBatchSize` must be an integer >= 1, got 0");
     expect(text).toContain('`timeoutMs` must be an integer >= 1, got "10s"');
     expect(text).toContain("`onError` must be a function");
     expect(text).toContain("`logger` must be an object with warn(message) and error(message) functions");
+  });
+
+  it("checks the spool, shutdown and clock options", () => {
+    const text = message({ url, maxSpoolBytes: 65_535, spoolFsync: "yes", spoolLeaseMs: 99, shutdownTimeoutMs: -1, clock: {} });
+    expect(text).toContain("`maxSpoolBytes` must be an integer >= 65536, got 65535");
+    expect(text).toContain('`spoolFsync` must be true or false, got "yes"');
+    expect(text).toContain("`spoolLeaseMs` must be an integer >= 100, got 99");
+    expect(text).toContain("`shutdownTimeoutMs` must be an integer >= 0, got -1");
+    expect(text).toContain("`clock` must have now(), wallNow() and setTimeout()");
+    expect(message({ url, spoolDir: "  " })).toContain('`spoolDir` must be a directory path, got "  "');
+    const clock = new TestClock();
+    expect(parseIngestOptions({ url, maxSpoolBytes: 65_536, spoolFsync: true, spoolLeaseMs: 100, shutdownTimeoutMs: 0, clock })).toMatchObject({
+      maxSpoolBytes: 65_536,
+      spoolFsync: true,
+      spoolLeaseMs: 100,
+      shutdownTimeoutMs: 0,
+      clock,
+    });
   });
 
   it("never echoes the apiKey value, even when it is invalid", () => {
@@ -85,9 +130,51 @@ describe("ingest options", () => {
   it("exports a shape a wrapper can extend with its own options", () => {
     const schema = z.strictObject({ ...ingestOptionsShape, source: z.string().default("langchain") }).superRefine(refineIngestOptions);
     expect(parseOptions(schema, { url }, "Handler").source).toBe("langchain");
-    expect(() => parseOptions(schema, { url, sorce: "x" }, "Invalid handler options")).toThrow(
-      "unknown option `sorce` (did you mean `source`?)",
-    );
-    expect(() => parseOptions(schema, { url: "https://x.example/events" }, "Invalid handler options")).toThrow("`apiKey` is required");
+    expect(() => parseOptions(schema, { url, sorce: "x" }, "Invalid handler options")).toThrow("unknown option `sorce` (did you mean `source`?)");
+    expect(() => parseOptions(schema, { url: "https://us.api.konghq.com/v3/openmeter/events" }, "Invalid handler options")).toThrow("`apiKey` is required");
+    expect(parseOptions(schema, { url: "https://x.example/events" }, "Invalid handler options").apiKey).toBeUndefined();
+  });
+});
+
+describe("notes about a url", () => {
+  it("plain http to a host that is not loopback, without a key: one note that nothing is encrypted or authenticated", () => {
+    expect(urlNotes("http://openmeter:8888/api/v1/events", undefined)).toEqual([
+      "sending to http://openmeter:8888/api/v1/events without an apiKey and without TLS: fine for a self-hosted OpenMeter on a private network, otherwise set apiKey and use https://",
+    ]);
+    // With a key, the note is about the key travelling unencrypted instead.
+    const withKey = urlNotes("http://openmeter:8888/api/v1/events", "om_key");
+    expect(withKey).toHaveLength(1);
+    expect(withKey[0]).toMatch(/uses http:\/\/ to openmeter: the API key and usage travel unencrypted/);
+    for (const quiet of ["http://127.0.0.1:8888/api/v1/events", "http://localhost:8888/api/v1/events", "http://[::1]:8888/api/v1/events", "https://openmeter.example/api/v1/events"]) {
+      expect(urlNotes(quiet, undefined)).toEqual([]);
+    }
+  });
+
+  it("the note is said once, when the client is made, by the client and by a handler that makes one", () => {
+    const warnings: string[] = [];
+    const logger = { warn: (m: string) => void warnings.push(m), error: (m: string) => void warnings.push(m) };
+    const client = new IngestClient({ url: "http://openmeter:8888/api/v1/events", logger, flushOnExit: false, handleSignals: false });
+    open.push(client);
+    expect(warnings.filter((w) => w.includes("without an apiKey and without TLS"))).toHaveLength(1);
+    const handler = new MeteringCallbackHandler({ url: "http://openmeter:8888/api/v1/events", logger, flushOnExit: false, handleSignals: false });
+    open.push(handler);
+    expect(warnings.filter((w) => w.includes("without an apiKey and without TLS"))).toHaveLength(2);
+    expect(warnings).toHaveLength(2);
+  });
+});
+
+describe("handleSignals", () => {
+  it("defaults to true: a client listens for SIGTERM and SIGINT until shutdown(); false leaves them alone", async () => {
+    expect(process.listenerCount("SIGTERM")).toBe(0);
+    expect(process.listenerCount("SIGINT")).toBe(0);
+    const quiet = new IngestClient({ url, flushOnExit: false, handleSignals: false });
+    expect(process.listenerCount("SIGTERM")).toBe(0);
+    const listening = new IngestClient({ url, flushOnExit: false });
+    expect(process.listenerCount("SIGTERM")).toBe(1);
+    expect(process.listenerCount("SIGINT")).toBe(1);
+    await listening.shutdown();
+    expect(process.listenerCount("SIGTERM")).toBe(0);
+    expect(process.listenerCount("SIGINT")).toBe(0);
+    await quiet.shutdown();
   });
 });
