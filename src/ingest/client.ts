@@ -78,7 +78,7 @@ export class IngestClient implements EventSink {
   #adoptTimer: ClockTimer | undefined;
   #closed = false;
   #shutdown: Promise<void> | undefined;
-  #deferred: Map<IngestErrorKind, { message: string; events: CloudEvent[] }> | undefined;
+  #deferred: Map<IngestErrorKind, { what: string; reasons: Set<string>; events: CloudEvent[] }> | undefined;
   readonly #counts = { enqueued: 0, delivered: 0, refused: 0, dropped: 0, batches: 0, retries: 0 };
 
   constructor(options: IngestOptions) {
@@ -140,16 +140,20 @@ export class IngestClient implements EventSink {
           this.#counts.delivered += batch.events.length;
           this.#counts.batches++;
           this.#done(batch.events);
-          this.#checkFlushes();
         },
         refused: (events) => {
           this.#counts.refused += events.length;
           this.#done(events);
         },
         reportRefused: (events, result) => {
-          this.#report("rejected", `${events.length} event(s) not ingested: ${result.message}`, events, { status: result.status, detail: result.detail });
-          this.#checkFlushes();
+          // Splitting cannot help one event: "lower maxBatchSize" would send the user the wrong way.
+          const message =
+            result.status === 413 && events.length === 1
+              ? `1 event not ingested: alone it is larger (${Buffer.byteLength(events[0]!.json)} bytes) than the endpoint accepts (413); make its \`data\` smaller${result.detail ? `: ${result.detail}` : ""}`
+              : `${events.length} event(s) not ingested: ${result.message}`;
+          this.#report("rejected", message, events, { status: result.status, detail: result.detail });
         },
+        afterRequest: () => this.#checkFlushes(),
         misconfigured: (batch, result) => {
           this.#report(
             "rejected",
@@ -184,7 +188,7 @@ export class IngestClient implements EventSink {
       if (serialized.ok) (queued ??= []).push(serialized.event);
       else {
         this.#counts.refused++;
-        this.#defer("invalid-event", `invalid event(s) not queued: ${serialized.reason}`, [event as CloudEvent]);
+        this.#defer("invalid-event", "invalid event(s) not queued", serialized.reason, [event as CloudEvent]);
       }
     }
     if (queued === undefined) return;
@@ -195,7 +199,7 @@ export class IngestClient implements EventSink {
     if (refusal !== undefined) {
       this.#counts.dropped += queued.length;
       this.#tracker.done(epoch, queued.length);
-      this.#defer(refusal.kind, `event(s) could not be held: ${refusal.reason}`, parseAll(refusal.events));
+      this.#defer(refusal.kind, "event(s) could not be held", refusal.reason, parseAll(refusal.events));
       return;
     }
     this.#batcher.appended(this.#queue.ready);
@@ -262,7 +266,7 @@ export class IngestClient implements EventSink {
 
   #checkFlushes(): void {
     if (this.#flushWaiters.size === 0) return;
-    const unreachable = this.#sender.state === "backing-off" || this.#sender.state === "misconfigured";
+    const unreachable = this.#sender.unreachable;
     const unreadEpoch = this.#log?.unread().epoch;
     for (const waiter of this.#flushWaiters) {
       if ((unreachable && !waiter.untilDone) || this.#tracker.isDone(waiter.mark, unreadEpoch)) {
@@ -363,24 +367,33 @@ export class IngestClient implements EventSink {
     this.#pump();
   }
 
-  #stateChanged(state: SenderState, cause: { message: string } | undefined): void {
+  #stateChanged(state: SenderState, cause: { message: string; status?: number | undefined; retryAfterMs?: number | undefined } | undefined): void {
     const where = this.#log ? `on disk in ${this.#queue.location}` : "in memory";
-    // A flapping endpoint changes state often: say so at most once a minute.
-    const quiet = this.#clock.now() - this.#lastStateWarning < STATE_WARNING_INTERVAL_MS;
-    if (state === "retrying" && !quiet) {
-      this.#lastStateWarning = this.#clock.now();
+    // A flapping endpoint changes state often: each kind of warning, for each kind of failure, at most once a minute.
+    const now = this.#clock.now();
+    const failure = cause && "status" in cause ? String(cause.status ?? "network") : "";
+    const due = (kind: string) => {
+      const key = `${kind}:${failure}`;
+      if (now - (this.#lastWarnings.get(key) ?? Number.NEGATIVE_INFINITY) < STATE_WARNING_INTERVAL_MS) return false;
+      this.#lastWarnings.set(key, now);
+      return true;
+    };
+    if (state === "retrying" && due("retrying")) {
       this.#logger.warn(`${cause?.message ?? "delivery is failing"}; retrying (events are kept ${where})`);
     }
-    if (state === "backing-off" && cause && !quiet) {
-      this.#lastStateWarning = this.#clock.now();
+    if (state === "backing-off" && cause && due("backing-off")) {
+      const retryAfterMs = "retryAfterMs" in cause ? cause.retryAfterMs : undefined;
       this.#logger.warn(
-        `${cause.message}; retries ran out, so one request every ${duration(this.#options.retry.maxDelayMs)} ` +
-          `checks whether the endpoint is back (events are kept ${where})`,
+        retryAfterMs !== undefined
+          ? `${cause.message}; the server asked to wait ${duration(retryAfterMs)} (Retry-After), and the events wait ${where} until then`
+          : `${cause.message}; retries ran out, so one request every ${duration(this.#options.retry.maxDelayMs)} ` +
+              `checks whether the endpoint is back (events are kept ${where})`,
       );
     }
-    this.#checkFlushes();
+    // Flushes are checked after the request that changed the state (its reports are out by then).
   }
-  #lastStateWarning = Number.NEGATIVE_INFINITY;
+  /** When each kind of delivery warning was last given, per kind of failure. */
+  readonly #lastWarnings = new Map<string, number>();
 
   #diskProblem(problem: DiskProblem): void {
     switch (problem.kind) {
@@ -440,22 +453,30 @@ export class IngestClient implements EventSink {
     }
   }
 
-  /** Refusals inside `enqueue` (LangChain's callback): reported once per turn, all events together. */
-  #defer(kind: IngestErrorKind, message: string, events: CloudEvent[]): void {
+  /**
+   * Refusals inside `enqueue` (LangChain's callback): reported once per turn and kind, all events
+   * together, each distinct reason named (up to a few).
+   */
+  #defer(kind: IngestErrorKind, what: string, reason: string, events: CloudEvent[]): void {
     if (this.#deferred === undefined) {
       this.#deferred = new Map();
       setImmediate(() => this.#flushDeferred());
     }
-    const entry = this.#deferred.get(kind);
-    if (entry) entry.events.push(...events);
-    else this.#deferred.set(kind, { message, events: [...events] });
+    const entry = this.#deferred.get(kind) ?? { what, reasons: new Set<string>(), events: [] };
+    this.#deferred.set(kind, entry);
+    entry.reasons.add(reason);
+    entry.events.push(...events);
   }
 
   #flushDeferred(): void {
     const deferred = this.#deferred;
     this.#deferred = undefined;
     if (deferred === undefined) return;
-    for (const [kind, { message, events }] of deferred) this.#report(kind, `${events.length} ${message}`, events, {}, kind !== "invalid-event");
+    for (const [kind, { what, reasons, events }] of deferred) {
+      const shown = [...reasons].slice(0, 5);
+      const more = reasons.size > shown.length ? `; and ${reasons.size - shown.length} more reason(s)` : "";
+      this.#report(kind, `${events.length} ${what}: ${shown.join("; ")}${more}`, events, {}, kind !== "invalid-event");
+    }
   }
 
   /** onError when set, else the logger; `warn` adds a warning too (for events lost for good). */

@@ -27,6 +27,8 @@ export interface SenderHooks {
   misconfigured(batch: Batch, result: Refused): void;
   stateChanged(state: SenderState, cause: Retryable | Refused | undefined): void;
   retried(): void;
+  /** A request (and the halves it was split into) ended: counts and reports are up to date. */
+  afterRequest(): void;
 }
 
 export interface SenderOptions {
@@ -45,8 +47,12 @@ export interface SenderOptions {
 
 /** How long a misconfigured endpoint is left alone before one probe asks again. */
 export const MISCONFIGURED_PROBE_MS = 60_000;
-/** After several single events were refused and none went through, the endpoint refuses them all. */
-const REFUSED_ALONE_LIMIT = 3;
+/**
+ * After this many events refused alone, with none delivered, the endpoint seems to refuse every
+ * event: the rest of the batch waits instead of costing a request per event. Enough that a batch
+ * holding a few bad events is sorted out exactly.
+ */
+const REFUSED_ALONE_LIMIT = 8;
 
 /**
  * Takes batches from the queue and sends them, `maxConcurrency` at a time, through the retrying
@@ -55,9 +61,16 @@ const REFUSED_ALONE_LIMIT = 3;
  */
 export class Sender {
   state: SenderState = "healthy";
+  /**
+   * The endpoint cannot take events now: retries ran out, or it refuses our configuration. (A server
+   * that asked to wait with Retry-After is backing off too, but it said when: that is not unreachable.)
+   */
+  unreachable = false;
   #inFlight = 0;
   #eventsInFlight = 0;
   #probing = false;
+  /** The wait under way is the server's Retry-After. */
+  #retryAfterWait = false;
   #resumeTimer: ClockTimer | undefined;
   #stopped = false;
   /** Waits end by this time (shutdown with events only in memory); undefined: as long as asked. */
@@ -85,6 +98,8 @@ export class Sender {
       // The wait is over (or was cut short): one probe, without retries.
       const batch = queue.take(maxBatchSize, { liveDue: true });
       if (batch === undefined) return;
+      if (this.#retryAfterWait) this.options.hooks.retried();
+      this.#retryAfterWait = false;
       this.#probing = true;
       this.#start(batch, 0);
       return;
@@ -101,7 +116,8 @@ export class Sender {
   /** A wait (backing off, misconfigured) that would run past `time` ends at it, the one under way included. */
   resumeBy(time: number): void {
     this.#resumeBy = time;
-    if (this.#resumeTimer !== undefined && this.#resumeAt > time) this.#wait(0);
+    // The wait under way is cut to end by `time` (the cap in #wait), not ended now.
+    if (this.#resumeTimer !== undefined && this.#resumeAt > time) this.#wait(this.#resumeAt - this.options.clock.now());
   }
 
   /** Ends every request under way (their batches are released) and stops sending. */
@@ -126,11 +142,12 @@ export class Sender {
     void this.#deliver(batch, retries, tally)
       .catch(() => this.options.queue.release(batch)) // only a bug: keep the events
       .finally(() => {
-        if (tally.result !== undefined) this.options.hooks.reportRefused(tally.refused, tally.result);
         this.#inFlight--;
         this.#eventsInFlight -= size;
+        if (tally.result !== undefined) this.options.hooks.reportRefused(tally.refused, tally.result);
         if (this.#inFlight === 0) for (const resolve of this.#idle.splice(0)) resolve();
         this.pump();
+        this.options.hooks.afterRequest();
       });
   }
 
@@ -162,6 +179,7 @@ export class Sender {
     this.#probing = false;
     if (result.configuration && keepOnConfigurationProblem) {
       queue.release(batch);
+      this.unreachable = true;
       if (this.state !== "misconfigured") {
         this.#setState("misconfigured", result);
         hooks.misconfigured(batch, result);
@@ -182,9 +200,20 @@ export class Sender {
     const middle = Math.ceil(batch.events.length / 2);
     const halves = [batch.slice(0, middle), batch.slice(middle, batch.events.length)];
     for (const half of halves) {
-      if (result.status === 400 && tally.refusedAlone >= REFUSED_ALONE_LIMIT && tally.delivered === 0) {
-        // The endpoint refuses every event: the rest is refused without a request each.
-        this.#refuse(half, result, tally);
+      if (result.status === 400 && tally.refusedAlone >= REFUSED_ALONE_LIMIT && tally.delivered === 0 && this.state !== "misconfigured") {
+        // Every event tried alone was refused and none went through: the endpoint seems to refuse
+        // them all (another API flavour, a proxy). Bisecting on would cost a request per event, and
+        // refusing the rest would lose events it never refused: they wait, as for a wrong key.
+        this.#setState("misconfigured", result);
+        this.unreachable = true;
+        this.options.hooks.misconfigured(half, {
+          ...result,
+          message: `${result.message}; every event sent alone was refused, so the endpoint seems to refuse them all: check url (the API it serves) and the events' shape`,
+        });
+        this.#wait(MISCONFIGURED_PROBE_MS);
+      }
+      if (this.state === "misconfigured" && result.status === 400 && tally.refusedAlone >= REFUSED_ALONE_LIMIT && tally.delivered === 0) {
+        queue.release(half);
         continue;
       }
       // Stopped, or an earlier half found the endpoint down: the rest waits with the queue.
@@ -205,12 +234,16 @@ export class Sender {
 
   #becomeHealthy(): void {
     this.#probing = false;
+    this.unreachable = false;
     if (this.state !== "healthy") this.#setState("healthy", undefined);
   }
 
   /** Retries ran out, or the server asked to wait: nothing is sent until the probe after the wait. */
   #backOff(result: Retryable): void {
     this.#probing = false;
+    // After the server's wait the batch goes again, which counts as a retry; after retries ran out, a probe does not.
+    if (result.retryAfterMs !== undefined) this.#retryAfterWait = true;
+    else this.unreachable = true;
     if (this.state !== "backing-off") this.#setState("backing-off", result);
     this.#wait(result.retryAfterMs ?? this.options.backoffMs);
   }

@@ -6,6 +6,7 @@ import { DiskLog, type DiskLogOptions, type DiskProblem } from "../../src/ingest
 import { LOCK_FILE } from "../../src/ingest/disk-log/lease";
 import { encodeAcks, encodeRecords, IndexSet, parseSegment } from "../../src/ingest/disk-log/records";
 import type { Batch, QueuedEvent } from "../../src/ingest/queue";
+import type { Clock } from "../../src/clock";
 import { TestClock } from "../../src/testing/clock";
 import { tempDir } from "./helpers";
 
@@ -27,7 +28,7 @@ function event(id = `e${seq++}`, tokens = 100): QueuedEvent {
 }
 const events = (n: number, prefix = `b${seq++}`) => Array.from({ length: n }, (_, i) => event(`${prefix}-${i}`));
 
-function open(dir: string, clock = new TestClock(), options: Partial<DiskLogOptions> = {}) {
+function open(dir: string, clock: Clock = new TestClock(), options: Partial<DiskLogOptions> = {}) {
   const problems: DiskProblem[] = [];
   const recovered: QueuedEvent[] = [];
   const gone: number[] = [];
@@ -73,9 +74,10 @@ describe("records", () => {
     const text = encodeRecords(['{"id":"a"}', '{"id":"b"}']);
     expect(text).toMatch(/^[0-9a-f]{8} \{"id":"a"\}\n[0-9a-f]{8} \{"id":"b"\}\n$/);
     const parsed = parseSegment(Buffer.from(text), IndexSet.parse(""));
+    const firstEnd = text.indexOf("\n") + 1;
     expect(parsed.records).toEqual([
-      { index: 0, json: '{"id":"a"}' },
-      { index: 1, json: '{"id":"b"}' },
+      { index: 0, json: '{"id":"a"}', start: 0, end: firstEnd },
+      { index: 1, json: '{"id":"b"}', start: firstEnd, end: text.length },
     ]);
     expect(parsed.count).toBe(2);
   });

@@ -95,19 +95,24 @@ describe("a refused batch", () => {
     expect(c.stats()).toMatchObject({ delivered: 5, refused: 3 });
   });
 
-  it("400 for every event: a few requests, then the rest is refused without a request per event; each event reported once", async () => {
+  it("400 for every event: after eight refused alone and none delivered, the rest waits (none refused unseen), reported once, one probe a minute", async () => {
     const server = await startPlainServer((_req, res) => void res.writeHead(400).end());
     cleanup.push(() => server.close());
-    const { client: c, errors } = client({ url: server.url, maxBatchSize: 100 });
+    const { client: c, errors, clock } = client({ url: server.url, maxBatchSize: 100 });
     c.enqueue(makeEvents(100));
     await c.flush();
-    const reported = errors.flatMap((e) => e.events.map((x) => x.id));
-    expect(reported).toHaveLength(100);
-    expect(new Set(reported).size).toBe(100);
-    expect(server.requests.length).toBeLessThanOrEqual(25);
-    // One report per refused part, not per event: a handful.
-    expect(errors.length).toBeLessThanOrEqual(2 * Math.ceil(Math.log2(100)));
-    expect(c.stats()).toMatchObject({ refused: 100, delivered: 0, pending: { memory: 0, disk: 0 } });
+    const refused = errors.filter((e) => e.events.length > 0).flatMap((e) => e.events.map((x) => x.id));
+    expect(refused).toHaveLength(8);
+    expect(new Set(refused).size).toBe(8);
+    expect(server.requests.length).toBeLessThanOrEqual(2 * 8 + Math.ceil(Math.log2(100)));
+    expect(c.stats()).toMatchObject({ state: "misconfigured", refused: 8, delivered: 0, pending: { memory: 92, disk: 0 } });
+    const said = errors.filter((e) => /seems to refuse them all/.test(e.message));
+    expect(said).toHaveLength(1);
+    const requests = server.requests.length;
+    await clock.advance(59_999);
+    expect(server.requests).toHaveLength(requests);
+    await clock.advance(1);
+    await until(() => server.requests.length > requests, "the probe a minute later");
   });
 });
 

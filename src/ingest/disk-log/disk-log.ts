@@ -27,7 +27,7 @@ import type { Clock } from "../../clock";
 import { delay } from "../../clock";
 import { MemoryQueue } from "../memory-queue";
 import type { AppendRefusal, Batch, EventQueue, PendingCounts, QueuedEvent } from "../queue";
-import { adoptOwners, type AdoptedOwner, OwnerLease } from "./lease";
+import { adoptOwners, type AdoptedOwner, OwnerLease, wasTaken } from "./lease";
 import { type CorruptRecord, encodeAcks, encodeRecords, IndexSet, parseSegment } from "./records";
 
 const SEGMENT = /^(\d{8})\.log$/;
@@ -479,7 +479,7 @@ export class DiskLog implements EventQueue {
     const corrupt = [...parsed.corrupt];
     for (const record of parsed.records) {
       const id = idOf(record.json);
-      if (id === undefined) corrupt.push({ index: record.index, start: -1, end: -1, reason: "not a JSON event" });
+      if (id === undefined) corrupt.push({ index: record.index, start: record.start, end: record.end, reason: "not a JSON event (its checksum holds: it was written so)" });
       else entries.push({ index: record.index, event: { id, json: record.json, epoch: segment.epoch } });
     }
     if (!segment.own) {
@@ -491,7 +491,8 @@ export class DiskLog implements EventQueue {
     segment.settled = parsed.count - entries.length;
     if (corrupt.length > 0) {
       this.corrupt += corrupt.length;
-      this.#options.onGone(corrupt.length, segment.epoch);
+      // Only this log's own records were counted in (at enqueue); a taken-over segment's corrupt ones never were.
+      if (segment.own) this.#options.onGone(corrupt.length, segment.epoch);
       this.#options.onProblem({ kind: "corrupt", file: segment.path, records: corrupt });
       this.#writeAck(segment, corrupt.map((record) => ({ index: record.index }) as Entry)); // reported once, not on every read
     }
@@ -550,7 +551,8 @@ export class DiskLog implements EventQueue {
    * memory is kept there, not durable any more, and what was only on disk is lost and reported.
    */
   #leaseLost(): void {
-    const taken = this.#lease !== undefined && findDir(this.#options.dir, this.#lease.id, 3);
+    const id = this.#lease?.id;
+    const taken = id !== undefined && (wasTaken(this.#options.dir, id) || findDir(this.#options.dir, id, 3));
     const segments = [...this.#own, ...this.#backlog];
     let handedOver = 0;
     let heldInMemory = 0;

@@ -23,7 +23,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { closeSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, unlinkSync, utimesSync, writeSync } from "node:fs";
-import { readdir, rename, stat, unlink } from "node:fs/promises";
+import { readdir, rename, stat, unlink, writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join, resolve } from "node:path";
 import type { Clock, ClockTimer } from "../../clock";
@@ -32,6 +32,12 @@ export const LOCK_FILE = "owner.lock";
 /** Owner ids sort by creation time: `<ms, base 36, 9 digits>-<12 hex>`. */
 const OWNER_ID = /^[0-9a-z]{9}-[0-9a-f]{12}$/;
 const TEMP_PREFIX = ".new-";
+/**
+ * `<spoolDir>/.taken-<ownerId>`, left by the owner that took it over, so that a live owner whose lease
+ * lapsed can tell "taken over" (its events are delivered by the taker) from "directory removed" (a
+ * tmp cleaner: its events are at risk), even after the taker delivered and removed everything.
+ */
+export const TAKEN_PREFIX = ".taken-";
 
 export function isOwnerId(name: string): boolean {
   return OWNER_ID.test(name);
@@ -89,7 +95,11 @@ export class OwnerLease {
       }
       renameSync(temp, this.dir);
     } catch (error) {
-      rmSync(temp, { recursive: true, force: true });
+      try {
+        rmSync(temp, { recursive: true, force: true });
+      } catch {
+        // Nothing was made (a file is in the way): nothing to clean.
+      }
       throw new SpoolDirError(
         `spoolDir ${root} cannot be used: ${(error as Error).message}; give a directory this process can create and write (on a disk that outlives the process)`,
         { cause: error },
@@ -185,6 +195,10 @@ export async function adoptOwners(spoolDir: string, own: OwnerLease, clock: Cloc
       await removeIfOlder(path, clock.wallNow() - leaseMs);
       continue;
     }
+    if (name.startsWith(TAKEN_PREFIX)) {
+      await removeIfOlder(path, clock.wallNow() - 10 * leaseMs);
+      continue;
+    }
     if (!isOwnerId(name)) continue;
     const lock = await stat(join(path, LOCK_FILE)).catch((error: unknown) => (code(error) === "ENOENT" ? null : undefined));
     if (lock === undefined) continue; // unreadable: leave it alone
@@ -198,6 +212,7 @@ export async function adoptOwners(spoolDir: string, own: OwnerLease, clock: Cloc
     }
     // It is ours now: its lock (if any) says nothing any more, and must not be mistaken for a live owner's.
     await unlink(join(target, LOCK_FILE)).catch(() => undefined);
+    await writeFile(join(root, `${TAKEN_PREFIX}${name}`), `${own.id}\n`).catch(() => undefined);
     adopted.push({ dir: target, ownerId: name, released: lock === null });
   }
   return adopted;
@@ -218,6 +233,11 @@ export function isEmptyDir(dir: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** Whether another owner says it took `ownerId` over (see TAKEN_PREFIX). */
+export function wasTaken(spoolDir: string, ownerId: string): boolean {
+  return exists(join(resolve(spoolDir), `${TAKEN_PREFIX}${ownerId}`));
 }
 
 /** Whether a path exists (synchronous; exit paths use it). */

@@ -27,6 +27,9 @@ function checksum(json: string): string {
 export interface SegmentRecord {
   index: number;
   json: string;
+  /** Byte offsets of the line in the segment file, end exclusive. */
+  start: number;
+  end: number;
 }
 
 export interface CorruptRecord {
@@ -60,7 +63,7 @@ export function parseSegment(bytes: Buffer, done: IndexSet): ParsedSegment {
       const problem = newline === -1 ? "the record has no end (torn by a crash or power loss mid-write)" : undefined;
       const line = bytes.toString("utf8", start, newline === -1 ? end : newline);
       const reason = problem ?? checkLine(line);
-      if (reason === undefined) parsed.records.push({ index, json: line.slice(9) });
+      if (reason === undefined) parsed.records.push({ index, json: line.slice(9), start, end });
       else parsed.corrupt.push({ index, start, end, reason });
     }
     start = end;
