@@ -1,9 +1,12 @@
 import { z } from "zod";
+import type { Clock } from "./clock";
+import type { TokenEstimator } from "./estimate";
 import type { EventSink } from "./ingest/sink";
 import type { Logger } from "./logger";
 import type { MetadataPolicy } from "./metadata";
 import { ingestOptionsShape, parseOptions, refineIngestOptions, type IngestOptions } from "./ingest/options";
 import { checkSubject, type SubjectResolver } from "./subject";
+import type { UnbilledCall } from "./unbilled";
 
 /** What the handler itself decides: how runs become events. Delivery options go to the ingest client. */
 export interface MeteringEventOptions {
@@ -22,10 +25,41 @@ export interface MeteringEventOptions {
    * LangChain's own keys, a list for exactly those keys, `false` for none.
    */
   includeMetadata?: MetadataPolicy;
-  /** Send cache reads and writes as their own `input_cached` / `input_cache_write` events. Default false. */
-  splitCachedInput?: boolean;
-  /** Forget a run that has not ended after this long (abandoned streams). Default 1 hour. */
+  /**
+   * Send disjoint token buckets named after OpenMeter's LLM-cost token types (`input`, `output`,
+   * `cache_read`, `cache_write`, `reasoning`, plus `cache_write_1h`, `input_audio`, `output_audio`)
+   * instead of one input and one output event; they add up to the same total.
+   * @default false
+   */
+  splitTokenTypes?: boolean;
+  /** @deprecated Renamed `splitTokenTypes` (its `data.type` values are now OpenMeter's token types). */
+  splitCachedInput?: never;
+  /**
+   * CloudEvents `type` of the events for server tool requests (web search, ...), billed per request:
+   * a type of their own, so a SUM-of-tokens meter never counts them.
+   * @default "llm.server_tool_request"
+   */
+  serverToolEventType?: string;
+  /**
+   * Settle a run not heard from for this long: an abandoned stream is billed as aborted (estimated
+   * where the provider sent no usage), a run with nothing to bill is reported to `onUnbilled`.
+   * @default 3600000 (1 hour)
+   */
   runTimeoutMs?: number;
+  /** Called for every model call that produced no event, with the reason. Must not throw. */
+  onUnbilled?: (call: UnbilledCall) => void;
+  /**
+   * A warning is told in full once; its repeats are counted and summarised at most this often.
+   * @default 60000
+   */
+  warningIntervalMs?: number;
+  /**
+   * Counts the tokens of a text, for the estimates of calls the provider billed but never reported
+   * (an aborted stream). @default about 4 characters a token
+   */
+  estimateTokens?: TokenEstimator;
+  /** Time source for the run and warning timers (a `TestClock` in tests). @default the system clock */
+  clock?: Clock;
   /** Where warnings go. Default: the console. */
   logger?: Logger;
   /** Deliver through this sink (an `IngestClient` you share, or your own) instead of creating one. */
@@ -61,7 +95,32 @@ export const meteringEventOptionsShape = {
       error: "`includeMetadata` must be true, false, or a list of metadata keys",
     })
     .default(true),
-  splitCachedInput: z.boolean({ error: "`splitCachedInput` must be true or false" }).default(false),
+  splitTokenTypes: z.boolean({ error: "`splitTokenTypes` must be true or false" }).default(false),
+  // Renamed with the bucket names (input_cached is now cache_read): say so rather than "unknown option".
+  splitCachedInput: z
+    .custom<never>(() => false, {
+      error: "`splitCachedInput` was renamed `splitTokenTypes` (the split `data.type` values are now OpenMeter's: cache_read, cache_write, ...)",
+    })
+    .optional(),
+  serverToolEventType: nonEmptyString("serverToolEventType").default("llm.server_tool_request"),
+  onUnbilled: z.custom<(call: UnbilledCall) => void>(isFunction, { error: "`onUnbilled` must be a function (call) => void" }).optional(),
+  warningIntervalMs: z
+    .number({ error: "`warningIntervalMs` must be a number of milliseconds" })
+    .int({ error: "`warningIntervalMs` must be a whole number of milliseconds" })
+    .min(1000, { error: "`warningIntervalMs` must be at least 1000" })
+    .default(60_000),
+  estimateTokens: z
+    .custom<TokenEstimator>(isFunction, { error: "`estimateTokens` must be a function (text) => number of tokens" })
+    .optional(),
+  clock: z
+    .custom<Clock>(
+      (value) =>
+        typeof value === "object" &&
+        value !== null &&
+        ["now", "wallNow", "setTimeout"].every((method) => isFunction((value as Record<string, unknown>)[method])),
+      { error: "`clock` must have now(), wallNow() and setTimeout() methods (systemClock, or a TestClock in tests)" },
+    )
+    .optional(),
   runTimeoutMs: z
     .number({ error: "`runTimeoutMs` must be a number of milliseconds" })
     .int({ error: "`runTimeoutMs` must be a whole number of milliseconds" })
@@ -106,7 +165,7 @@ export function parseHandlerOptions(options: Record<string, unknown>): {
     const ingest = Object.fromEntries(Object.entries(options).filter(([key]) => INGEST_OPTION_NAMES.includes(key)));
     return { events: parseOptions(eventOptionsSchema, pick(parsed, meteringEventOptionsShape), label), ingest: ingest as IngestOptions };
   }
-  const stray = Object.keys(options).filter((key) => INGEST_OPTION_NAMES.includes(key) && key !== "logger");
+  const stray = Object.keys(options).filter((key) => INGEST_OPTION_NAMES.includes(key) && key !== "logger" && key !== "clock");
   if (stray.length > 0) {
     throw new TypeError(
       `${label}: ${stray.map((key) => `\`${key}\``).join(", ")} configure the ingest client this handler would create, ` +

@@ -4,7 +4,8 @@ import { RunnableLambda } from "@langchain/core/runnables";
 import { ChatPromptTemplate } from "@langchain/core/prompts";
 import { StringOutputParser } from "@langchain/core/output_parsers";
 import { describe, expect, it } from "vitest";
-import { MeteringCallbackHandler } from "langchain-openmeter";
+import { MeteringCallbackHandler, type UnbilledCall } from "langchain-openmeter";
+import { TestClock } from "langchain-openmeter/testing";
 import { MemorySink, recordingLogger } from "./support/memory-sink";
 import { ScriptedChatModel, usage } from "./support/scripted-model";
 
@@ -70,17 +71,29 @@ describe("MeteringCallbackHandler: events", () => {
     expect(sink.events[1]!.data).not.toHaveProperty("cached_tokens");
   });
 
-  it("splits cached input into its own event types when asked, keeping the sum", async () => {
-    const { sink, handler } = setup({ splitCachedInput: true });
-    const model = new ScriptedChatModel(() => ({ usage: usage(1000, 300, { cacheRead: 600, cacheWrite: 100 }) }), "m", "anthropic", {
+  it("splitTokenTypes: disjoint buckets named after OpenMeter's token types, adding up to the total", async () => {
+    const { sink, handler } = setup({ splitTokenTypes: true });
+    const model = new ScriptedChatModel(() => ({ usage: usage(1000, 300, { cacheRead: 600, cacheWrite: 100, reasoning: 120 }) }), "m", "p", {
       callbacks: [handler],
     });
     await model.invoke("x", { metadata: { subject: "acme" } });
     await handler.flush();
-    const byType = Object.fromEntries(sink.events.map((e) => [e.data!.type, e.data!.tokens]));
-    expect(byType).toEqual({ input: 300, input_cached: 600, input_cache_write: 100, output: 300 });
-    expect(sink.events.map((e) => e.id.split("-").pop())).toEqual(["input", "output", "input_cached", "input_cache_write"]);
-    expect(new Set(sink.events.map((e) => e.id)).size).toBe(4);
+    expect(sink.events.map((e) => [e.id.slice(e.id.lastIndexOf("-") + 1), e.data!.type, e.data!.tokens])).toEqual([
+      ["input", "input", 300],
+      ["output", "output", 180],
+      ["cache_read", "cache_read", 600],
+      ["cache_write", "cache_write", 100],
+      ["reasoning", "reasoning", 120],
+    ]);
+    expect(sink.events.reduce((sum, e) => sum + (e.data!.tokens as number), 0)).toBe(1300);
+    // The details that became buckets do not ride along a second time.
+    expect(sink.events.some((e) => "cached_tokens" in e.data! || "reasoning_tokens" in e.data!)).toBe(false);
+  });
+
+  it("splitCachedInput (the old name) is refused with the new one", () => {
+    expect(() => new MeteringCallbackHandler({ client: new MemorySink(), splitCachedInput: true as never })).toThrow(
+      "`splitCachedInput` was renamed `splitTokenTypes`",
+    );
   });
 
   it("takes usage once per run when n > 1 (every generation carries the same object)", async () => {
@@ -260,14 +273,18 @@ describe("MeteringCallbackHandler: runs that do not end normally", () => {
     expect(handler.stats()).toMatchObject({ failed: 1, open: 0 });
   });
 
-  it("forgets runs that never end after runTimeoutMs, and still bills one that ends late", async () => {
-    const { sink, handler, warnings } = setup({ runTimeoutMs: 1000 });
+  it("forgets runs that never end after runTimeoutMs, on a timer, and still bills one that ends late", async () => {
+    const clock = new TestClock();
+    const unbilled: UnbilledCall[] = [];
+    const { sink, handler, warnings } = setup({ runTimeoutMs: 1000, clock, onUnbilled: (call: UnbilledCall) => unbilled.push(call) });
     handler.handleChatModelStart({} as never, [], "run-slow", undefined, {}, [], { subject: "acme", ls_model_name: "m" });
     expect(handler.stats().open).toBe(1);
-    await new Promise((resolve) => setTimeout(resolve, 1100));
-    // Sweeping happens as runs start (no timer holds the handler alive).
-    handler.handleChatModelStart({} as never, [], "run-next", undefined, {}, [], { subject: "acme" });
-    expect(handler.stats()).toMatchObject({ open: 1, abandoned: 1 });
+    await clock.advance(999);
+    expect(handler.stats()).toMatchObject({ open: 1, abandoned: 0 });
+    // No other call starts: the timer alone settles it. Nothing of it was seen, so nothing is billed.
+    await clock.advance(1);
+    expect(handler.stats()).toMatchObject({ open: 0, abandoned: 1 });
+    expect(unbilled).toEqual([expect.objectContaining({ reason: "abandoned", runId: "run-slow", model: "m", subject: "acme" })]);
 
     handler.handleLLMEnd({ generations: [[{ text: "", message: { usage_metadata: usage(5, 6) } } as never]] }, "run-slow");
     expect(sink.events.map((e) => [e.id, e.data!.tokens])).toEqual([
@@ -276,17 +293,21 @@ describe("MeteringCallbackHandler: runs that do not end normally", () => {
     ]);
     expect(handler.stats()).toMatchObject({ lateEnds: 1 });
     expect(warnings.join("\n")).toMatch(/ran longer than runTimeoutMs \(1000 ms\).*raise runTimeoutMs/);
+    expect(clock.pendingTimers).toBe(0); // nothing left to watch: no timer
   });
 
   it("keeps a long stream alive while its tokens arrive", async () => {
-    const { handler } = setup({ runTimeoutMs: 1000 });
+    const clock = new TestClock();
+    const { handler } = setup({ runTimeoutMs: 1000, clock });
     handler.handleChatModelStart({} as never, [], "run-stream", undefined, {}, [], { subject: "acme" });
     for (let i = 0; i < 4; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 400));
+      await clock.advance(400);
       handler.handleLLMNewToken("t", {} as never, "run-stream");
     }
-    handler.handleChatModelStart({} as never, [], "run-other", undefined, {}, [], { subject: "acme" });
-    expect(handler.stats()).toMatchObject({ open: 2, abandoned: 0 });
+    expect(handler.stats()).toMatchObject({ open: 1, abandoned: 0, unfinished: 0 });
+    // Silent for runTimeoutMs after its last token: settled as an aborted stream, from what was seen.
+    await clock.advance(1000);
+    expect(handler.stats()).toMatchObject({ open: 0, abandoned: 0, unfinished: 1 });
   });
 
   it("never throws into the user's call, even when the sink does", async () => {
@@ -342,7 +363,7 @@ describe("MeteringCallbackHandler: options", () => {
       "`apiKey` was given twice (as an argument and in the options): pass it once",
     );
     // A wrong primitive type gets the option's own message, not "must be an object".
-    expect(() => new MeteringCallbackHandler({ client, splitCachedInput: "yes" as never })).toThrow("`splitCachedInput` must be true or false");
+    expect(() => new MeteringCallbackHandler({ client, splitTokenTypes: "yes" as never })).toThrow("`splitTokenTypes` must be true or false");
     expect(() => new MeteringCallbackHandler({ client, source: 5 as never })).toThrow("`source` must be a string");
     expect(() => new MeteringCallbackHandler({ client, includeMetadata: [""] })).toThrow("`includeMetadata` keys must be non-empty strings");
   });
