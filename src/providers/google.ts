@@ -7,7 +7,7 @@
  * absolute `cachedContentTokenCount` rides on every chunk and LangChain sums it. The raw
  * `usageMetadata` reaches no callback, so both are corrected from what does arrive.
  */
-import { detailsOf, withDetails, type TokenUsage } from "../usage";
+import { count, detailsOf, withDetails, type TokenUsage } from "../usage";
 import { type Bill, type CallEvidence, firstMessage, isRecord } from "./evidence";
 
 export function googleBill(usage: TokenUsage, evidence: CallEvidence): Bill {
@@ -16,12 +16,14 @@ export function googleBill(usage: TokenUsage, evidence: CallEvidence): Bill {
   const total = isRecord(reported) && typeof reported.total_tokens === "number" ? reported.total_tokens : undefined;
 
   let details = detailsOf(usage);
-  // Every streamed chunk carried the same absolute cache count, and LangChain added them up:
-  // the sum is the count times the chunks (each chunk is one handleLLMNewToken call).
+  // Every streamed chunk carried the same absolute cache count, and LangChain added them up: the sum
+  // (often larger than the input, so already dropped from `usage`) is the count times the chunks,
+  // each chunk being one handleLLMNewToken call. Should an integration stop summing, a sum that
+  // happens to divide would understate the detail, never the input: those tokens stay billed.
+  const inputDetails = isRecord(reported) && isRecord(reported.input_token_details) ? reported.input_token_details : {};
+  const summed = count(inputDetails.cache_read);
   const chunks = evidence.stream.chunks;
-  if (chunks >= 2 && details.cacheRead !== undefined && details.cacheRead % chunks === 0) {
-    details = { ...details, cacheRead: details.cacheRead / chunks };
-  }
+  if (chunks >= 2 && summed !== undefined && summed % chunks === 0) details = { ...details, cacheRead: summed / chunks };
 
   let { input, output, outputEstimated } = usage;
   // totalTokenCount = prompt + candidates + thoughts + tool-use prompt: what is left over beside
