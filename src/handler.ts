@@ -289,7 +289,7 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
         runId,
         taken.entry,
         "failed",
-        `model call ${runId} (${describeModel(taken.entry.model)}) ${status === "aborted" ? "was aborted" : "failed"} before the provider sent any output (${errorMessage(error)}): nothing was billed`,
+        `model call ${runId} (${describeModel(taken.entry.model)}) ${status === "aborted" ? "was aborted" : "failed"} before any output reached LangChain (${errorMessage(error)}): nothing was billed`,
       );
     } catch (caught) {
       this.#warnings.logger.error(`could not meter failed run ${runId}: ${errorMessage(caught)}`);

@@ -15,6 +15,7 @@
  */
 import type { ServerResponse } from "node:http";
 import {
+  createGate,
   fakeId,
   type IncomingJsonRequest,
   roughTokenCount,
@@ -106,6 +107,8 @@ export interface AnthropicReply {
   chunkDelayMs?: number;
   error?: AnthropicErrorSpec;
   streamFailure?: AnthropicStreamFailure;
+  /** Streaming: after this many SSE events, wait for `fake.release()` before going on. */
+  holdAfterEvents?: number;
 }
 
 export interface AnthropicRequest {
@@ -138,6 +141,10 @@ export interface AnthropicFake {
   requests: AnthropicExchange[];
   enqueue(...replies: AnthropicReply[]): void;
   respondWith(responder: AnthropicResponder): void;
+  /** Lets streams held by `holdAfterEvents` go on. */
+  release(): void;
+  /** How many streams are held right now. */
+  readonly held: number;
   close(): Promise<void>;
 }
 
@@ -196,6 +203,7 @@ export async function startAnthropicServer(options: AnthropicFakeOptions = {}): 
   let responder: AnthropicResponder = options.respond ?? (() => ({}));
   const requireHeaders = options.requireHeaders ?? true;
   const requests: AnthropicExchange[] = [];
+  const gate = createGate();
 
   const handle = async (req: IncomingJsonRequest, res: ServerResponse) => {
     const body = (req.body && typeof req.body === "object" ? req.body : {}) as Record<string, any>;
@@ -368,6 +376,7 @@ export async function startAnthropicServer(options: AnthropicFakeOptions = {}): 
     startSse(res, headers);
     let sent = 0;
     for (const [event, data] of events) {
+      if (reply.holdAfterEvents !== undefined && sent === reply.holdAfterEvents) await gate.wait();
       if (reply.streamFailure && sent >= reply.streamFailure.afterEvents) return failStream(res, reply.streamFailure);
       writeSse(res, data, event);
       sent += 1;
@@ -385,6 +394,10 @@ export async function startAnthropicServer(options: AnthropicFakeOptions = {}): 
     },
     respondWith: (next) => {
       responder = next;
+    },
+    release: () => gate.release(),
+    get held() {
+      return gate.waiting;
     },
     close: () => server.close(),
   };

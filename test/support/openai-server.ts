@@ -13,6 +13,7 @@
 import type { ServerResponse } from "node:http";
 import { respondToResponses, type ResponsesExchange, type ResponsesReply } from "./openai-responses.js";
 import {
+  createGate,
   fakeId,
   type IncomingJsonRequest,
   roughTokenCount,
@@ -97,6 +98,8 @@ export interface OpenAIReply {
   error?: OpenAIErrorSpec;
   /** Streaming only: break the stream part-way. */
   streamFailure?: OpenAIStreamFailure;
+  /** Streaming only: after this many chunks, wait for `fake.release()` before going on. */
+  holdAfterChunks?: number;
   /** How to answer a `POST /v1/responses` (the Responses API). */
   responses?: ResponsesReply;
 }
@@ -139,6 +142,10 @@ export interface OpenAIFake {
   enqueue(...replies: OpenAIReply[]): void;
   /** Replaces the fallback responder. */
   respondWith(responder: OpenAIResponder): void;
+  /** Lets streams held by `holdAfterChunks` go on. */
+  release(): void;
+  /** How many streams are held right now. */
+  readonly held: number;
   close(): Promise<void>;
 }
 
@@ -255,6 +262,7 @@ export async function startOpenAIServer(options: OpenAIFakeOptions = {}): Promis
   const snapshots = { ...DEFAULT_OPENAI_SNAPSHOTS, ...options.modelSnapshots };
   const requireAuth = options.requireAuth ?? true;
   const requests: OpenAIExchange[] = [];
+  const gate = createGate();
 
   const handle = async (req: IncomingJsonRequest, res: ServerResponse) => {
     const body = (req.body && typeof req.body === "object" ? req.body : {}) as Record<string, any>;
@@ -399,6 +407,7 @@ export async function startOpenAIServer(options: OpenAIFakeOptions = {}): Promis
     startSse(res, headers);
     let sent = 0;
     for (const item of ordered) {
+      if (reply.holdAfterChunks !== undefined && sent === reply.holdAfterChunks) await gate.wait();
       if (reply.streamFailure && sent >= reply.streamFailure.afterChunks) return failStream(res, reply.streamFailure);
       writeSse(res, item);
       sent += 1;
@@ -420,6 +429,10 @@ export async function startOpenAIServer(options: OpenAIFakeOptions = {}): Promis
     },
     respondWith: (next) => {
       responder = next;
+    },
+    release: () => gate.release(),
+    get held() {
+      return gate.waiting;
     },
     close: () => server.close(),
   };
