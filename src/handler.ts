@@ -354,6 +354,16 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
     return true;
   }
 
+  /**
+   * At shutdown: streams silent through the whole grace are abandoned (a `break` out of
+   * model.stream()): bill them now, or never. Runs still heard from, and calls that never streamed,
+   * stay: if they end later, their events are reported as refused, with the events.
+   */
+  #settleSilentStreams(since: number): void {
+    for (const [runId, run] of this.#models.removeIf((run) => run.stream.seenAnything && run.seenAt <= since)) this.#settle(runId, run, "shutdown");
+    this.#warnings.flush();
+  }
+
   /** A run that expired (no news for runTimeoutMs) or was still open at shutdown. */
   #settle(runId: string, run: ModelRun, why: "expired" | "shutdown"): void {
     try {
@@ -507,11 +517,13 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
     // queue (behind a slow handler): let it run before later starts are refused.
     await awaitAllCallbacks();
     this.#closed = true;
+    const graceStart = this.#clock.now();
     // Calls already under way are still billable: give them a moment to end.
     for (const deadline = performance.now() + SHUTDOWN_GRACE_MS; this.#models.size > 0 && performance.now() < deadline; ) {
       await new Promise((resolve) => setTimeout(resolve, 20));
       await awaitAllCallbacks();
     }
+    this.#settleSilentStreams(graceStart);
     if (this.#ownsClient) {
       this.#clientClosed = true;
       await this.client.shutdown();

@@ -63,13 +63,11 @@ export class RunRegistry<T extends TimedEntry> {
     return { entry: forgotten, late: true };
   }
 
-  /** Removes every open run (shutdown), oldest first. */
-  drain(): Array<[string, T]> {
-    const all = [...this.#runs];
-    this.#runs.clear();
-    this.#timer?.clear();
-    this.#timer = undefined;
-    return all;
+  /** Removes and returns the open runs that match, oldest first. */
+  removeIf(matches: (entry: T) => boolean): Array<[string, T]> {
+    const removed = [...this.#runs].filter(([, entry]) => matches(entry));
+    for (const [runId] of removed) this.#runs.delete(runId);
+    return removed;
   }
 
   #expire(): void {

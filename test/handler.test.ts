@@ -424,6 +424,20 @@ describe("MeteringCallbackHandler: with its own ingest client", () => {
     expect(log.warnings.join("\n")).toMatch(/started after shutdown\(\) was not metered/);
   }, 15_000);
 
+  it("shutdown(): a stream silent through the grace is billed as aborted; one still running is left to end", async () => {
+    const { sink, handler, warnings } = setup();
+    handler.handleChatModelStart({} as never, [], "run-broken-off", undefined, {}, [], { subject: "acme", ls_model_name: "m" });
+    handler.handleLLMNewToken("partial answer", {} as never, "run-broken-off");
+    handler.handleChatModelStart({} as never, [], "run-invoke", undefined, {}, [], { subject: "acme", ls_model_name: "m" });
+    await handler.shutdown(); // waits the grace (5 s) for both, then settles the silent stream
+    expect(sink.events.map((e) => [e.id, e.data!.status, e.data!.estimated])).toEqual([
+      ["run-broken-off-input", "aborted", true],
+      ["run-broken-off-output", "aborted", true],
+    ]);
+    expect(handler.stats()).toMatchObject({ unfinished: 1, open: 1 });
+    expect(warnings.join("\n")).toMatch(/run-broken-off \(model m\) was still open when shutdown\(\) finished waiting.*billed as aborted/);
+  }, 15_000);
+
   it("delivers to an OpenMeter-compatible endpoint, counts it, and refuses runs after shutdown", async () => {
     const { startOpenMeterServer } = await import("langchain-openmeter/testing");
     const server = await startOpenMeterServer({ apiKey: "secret-key" });
