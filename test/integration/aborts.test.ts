@@ -106,6 +106,26 @@ describe("break out of model.stream()", () => {
   });
 });
 
+describe("estimateTokens: a real tokenizer for the estimates", () => {
+  it("js-tiktoken's o200k_base (bundled ranks, no download) counts what was sent and received", async () => {
+    const { Tiktoken } = await import("js-tiktoken/lite");
+    const { default: o200k } = await import("js-tiktoken/ranks/o200k_base");
+    const encoder = new Tiktoken(o200k);
+    const count = (text: string) => encoder.encode(text).length;
+    const { sink, handler, watch, clock } = setup({ estimateTokens: count });
+    // Short common words: about one token each, far from four characters a token.
+    openaiFake.enqueue({ content: "a b c d e f g h i j k l m n o p", usage: { prompt_tokens: 354, completion_tokens: 112 } });
+    const runId = newRunId();
+    let chunks = 0;
+    for await (const _ of await openai({ callbacks: [handler, watch] }).stream(prompt, { runId, metadata: { subject: "acme" } })) {
+      if (++chunks === 12) break;
+    }
+    await clock.advance(RUN_TIMEOUT);
+    expect(sink.events.map((e) => e.data?.tokens)).toEqual([3 + 4 + count(prompt), count(watch.tokens.join(""))]);
+    expect(count(watch.tokens.join(""))).not.toBe(estimatedOutput(watch.tokens.join(""))); // the option is what counted
+  });
+});
+
 describe("an AbortSignal", () => {
   it("aborted between chunks of .stream(): core stops asking, no callback fires; settled on the timer", async () => {
     const { sink, handler, watch, clock } = setup();
