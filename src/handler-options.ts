@@ -10,19 +10,23 @@ import type { UnbilledCall } from "./unbilled";
 
 /** What the handler itself decides: how runs become events. Delivery options go to the ingest client. */
 export interface MeteringEventOptions {
-  /** CloudEvents `source`; OpenMeter de-duplicates on source + id. Default `"langchain"`. */
+  /** CloudEvents `source`; OpenMeter de-duplicates on source + id. @default "langchain" */
   source?: string;
-  /** CloudEvents `type` the meter filters on. Default `"kong.llm_request"` (Konnect's LLM Tokens template). */
+  /** CloudEvents `type` the token meter filters on (Konnect's LLM Tokens template's). @default "kong.llm_request" */
   eventType?: string;
-  /** Invoke-metadata key that holds the customer. Default `"subject"`. */
+  /**
+   * Invoke-metadata key that holds the customer; `configurable[subjectKey]` counts when the metadata names none.
+   * @default "subject"
+   */
   subjectKey?: string;
-  /** Subject for runs whose metadata names none. */
+  /** Subject for runs that name none. @default none: such runs are not billed (and reported) */
   defaultSubject?: string;
-  /** Computes the subject from a run's metadata and tags; falls back to `subjectKey`, then `defaultSubject`. */
+  /** Computes the subject from a run's metadata and tags; falls back to `subjectKey`, then `defaultSubject`. @default none */
   resolveSubject?: SubjectResolver;
   /**
-   * Which invoke-metadata keys travel into `data`: `true` (default) every flat user value except
-   * LangChain's own keys, a list for exactly those keys, `false` for none.
+   * Which invoke-metadata keys travel into `data` (and so to the billing vendor): `true` every flat
+   * user value except LangChain's own keys, a list for exactly those keys, `false` for none.
+   * @default true
    */
   includeMetadata?: MetadataPolicy;
   /**
@@ -46,7 +50,7 @@ export interface MeteringEventOptions {
    * @default 3600000 (1 hour)
    */
   runTimeoutMs?: number;
-  /** Called for every model call that produced no event, with the reason. Must not throw. */
+  /** Called for every model call that produced no event, with the reason. Must not throw. @default none */
   onUnbilled?: (call: UnbilledCall) => void;
   /**
    * A warning is told in full once; its repeats are counted and summarised at most this often.
@@ -60,9 +64,9 @@ export interface MeteringEventOptions {
   estimateTokens?: TokenEstimator;
   /** Time source for the run and warning timers (a `TestClock` in tests). @default the system clock */
   clock?: Clock;
-  /** Where warnings go. Default: the console. */
+  /** Where warnings go. @default the console */
   logger?: Logger;
-  /** Deliver through this sink (an `IngestClient` you share, or your own) instead of creating one. */
+  /** Deliver through this sink (an `IngestClient` you share, or your own) instead of creating one. @default a new IngestClient */
   client?: EventSink;
 }
 
