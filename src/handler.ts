@@ -257,7 +257,7 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
       if (!result.ok) {
         // Chunks arrived but no final usage and no stop reason: the stream was cut short, and the
         // integration ended the run as if it had finished (it billed what it had generated).
-        if (run.stream.seenAnything && !run.stream.finished && this.#billUnfinished(runId, run, "aborted")) return;
+        if (run.stream.streamed && !run.stream.finished && this.#billUnfinished(runId, run, "aborted")) return;
         this.#stats.missingUsage++;
         const message =
           `${result.detail} for ${describeModel(run.model)} (run ${runId}): nothing was billed for this call. ` +

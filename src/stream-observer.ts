@@ -30,6 +30,8 @@ interface ObservedChunk {
 export class StreamObserver {
   /** `handleLLMNewToken` calls (a non-streamed call of some integrations makes one too). */
   chunks = 0;
+  /** Of those, the ones that carried the chunk itself (a stream's, not a bare token). */
+  chunkObjects = 0;
   /** Characters received (text, tool arguments, reasoning), for an estimate of an unfinished call. */
   receivedChars = 0;
   /** The received text itself, kept only when a custom token estimator needs it. */
@@ -65,11 +67,17 @@ export class StreamObserver {
     return this.chunks > 0 || this.events > 0;
   }
 
+  /** The run streamed chunks or stream events, as opposed to announcing a finished answer's text. */
+  get streamed(): boolean {
+    return this.chunkObjects > 0 || this.events > 0;
+  }
+
   observeChunk(token: string, chunk: ObservedChunk | undefined): void {
     this.chunks++;
     this.#receive(token);
     const message = chunk?.message;
     if (message === undefined) return;
+    this.chunkObjects++;
     for (const toolCall of message.tool_call_chunks ?? []) if (typeof toolCall.args === "string") this.#receive(toolCall.args);
     const usage = message.usage_metadata;
     if (usage !== undefined) {

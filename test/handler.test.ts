@@ -296,6 +296,28 @@ describe("MeteringCallbackHandler: runs that do not end normally", () => {
     expect(clock.pendingTimers).toBe(0); // nothing left to watch: no timer
   });
 
+  it("a stream billed as aborted after runTimeoutMs that ends after all: not billed again, and the user told", async () => {
+    const clock = new TestClock();
+    const { sink, handler, warnings } = setup({ runTimeoutMs: 1000, clock });
+    handler.handleChatModelStart({} as never, [], "run-paused", undefined, {}, [], { subject: "acme", ls_model_name: "m" });
+    handler.handleLLMNewToken("some text", {} as never, "run-paused");
+    await clock.advance(1000);
+    expect(sink.events.map((e) => e.id)).toEqual(["run-paused-input", "run-paused-output"]);
+    handler.handleLLMEnd({ generations: [[{ text: "", message: { usage_metadata: usage(50, 60) } } as never]] }, "run-paused");
+    expect(sink.events).toHaveLength(2);
+    expect(warnings.join("\n")).toMatch(/run-paused ended after runTimeoutMs .*already been billed as aborted.*Raise runTimeoutMs/);
+  });
+
+  it("an end without usage after bare tokens (an answer announced, not streamed): no usage, not an estimate", () => {
+    const { sink, handler, warnings } = setup();
+    handler.handleChatModelStart({} as never, [], "run-announced", undefined, {}, [], { subject: "acme", ls_model_name: "m" });
+    handler.handleLLMNewToken("the whole answer", {} as never, "run-announced"); // as @langchain/google-genai's invoke does
+    handler.handleLLMEnd({ generations: [[{ text: "the whole answer" } as never]] }, "run-announced");
+    expect(sink.events).toEqual([]);
+    expect(handler.stats()).toMatchObject({ missingUsage: 1, unfinished: 0 });
+    expect(warnings.join("\n")).toMatch(/no token usage/);
+  });
+
   it("keeps a long stream alive while its tokens arrive", async () => {
     const clock = new TestClock();
     const { handler } = setup({ runTimeoutMs: 1000, clock });
