@@ -15,6 +15,7 @@ useProviderFake(startBedrockServer, (started) => (fake = started));
 const MODEL = "anthropic.claude-3-5-sonnet-20240620-v1:0";
 const bedrock = (fields: Record<string, unknown> = {}) => new ChatBedrockConverse({ model: MODEL, region: "us-east-1", client: bedrockClient(fake), ...fields });
 const base = { model: MODEL, provider: "amazon_bedrock" };
+// The TTL split rides in the raw usage only (remove bedrockBill's cacheDetails reading and the first three fail).
 const reply = { text: "Cached answers are cheaper.", inputTokens: 25, outputTokens: 40, cacheRead: 2000, cacheWrite5m: 300, cacheWrite1h: 500 };
 const billed = { input: 2825, output: 40, cached: 2000, cacheWrite: 800, cacheWrite5m: 300, cacheWrite1h: 500 };
 

@@ -83,7 +83,8 @@ describe("ChatOpenAI chat completions: tools, audio, n > 1 streamed", () => {
 
   // @langchain/openai's .stream() folds the choices into one message, and core's merge concatenates
   // string fields: model_name comes out "gpt-4o-mini-2024-07-18gpt-4o-mini-2024-07-18". The handler
-  // takes the name from the first chunk that has it (remove that in StreamObserver and this fails).
+  // takes the name from the first chunk that has it (drop `evidence.stream.model` from billFor in
+  // src/providers/index.ts and this fails).
   it("n = 2 through .stream(): usage once, response_model the snapshot, not LangChain's concatenation", async () => {
     const { sink, handler } = meteringSetup();
     fake.enqueue({ content: ["First.", "Second."], usage: { prompt_tokens: 20, completion_tokens: 6 } });
