@@ -1,11 +1,11 @@
 import { BaseCallbackHandler } from "@langchain/core/callbacks/base";
 import { awaitAllCallbacks } from "@langchain/core/callbacks/promises";
 import type { Serialized } from "@langchain/core/load/serializable";
-import type { BaseMessage, UsageMetadata } from "@langchain/core/messages";
+import type { BaseMessage } from "@langchain/core/messages";
 import type { ChatGenerationChunk, GenerationChunk, LLMResult } from "@langchain/core/outputs";
 import { systemClock, type Clock } from "./clock";
 import type { CloudEvent } from "./cloudevent";
-import { estimateInput, roughTokenEstimate, type SentPrompt, type TokenEstimator } from "./estimate";
+import { roughTokenEstimate, type SentPrompt, type TokenEstimator } from "./estimate";
 import { buildEvents, type CallStatus, RESERVED_DATA_KEYS } from "./events";
 import { parseHandlerOptions, type MeteringEventOptions, type ResolvedEventOptions } from "./handler-options";
 import { IngestClient, type IngestStats } from "./ingest/client";
