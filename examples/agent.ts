@@ -8,7 +8,8 @@
  *
  * Each event is printed as it is handed to the ingest client; at the end (end of input, Ctrl-D,
  * Ctrl-C, SIGINT or SIGTERM) everything is flushed and an invoice preview is printed, once.
- * Ctrl-C during an answer aborts it (an aborted call is not metered: the output says so). Delivery at
+ * Ctrl-C during an answer aborts it (the provider bills what it generated, so the aborted call is
+ * metered too, with `status: "aborted"` and `estimated: true` where counts are estimated). Delivery at
  * exit waits at most 10 s; what did not get through is listed, and the exit code is then 1.
  */
 import { existsSync } from "node:fs";
@@ -97,7 +98,8 @@ async function main(): Promise<void> {
       return;
     }
     stopReason = reason;
-    if (answering) answering.abort(new Error(`stopped by ${reason}`));
+    // No reason of our own: an AbortError is what tells the metering handler the call was aborted, not failed.
+    if (answering) answering.abort();
     else if (interactive) process.stdout.write("\n"); // the cursor is after "You: "
     lines.close();
   };
@@ -202,8 +204,8 @@ async function main(): Promise<void> {
 /** What the user learns about an answer cut off by Ctrl-C or a signal. */
 function abortNote(reason: string, reported: UsageMetadata | undefined): string {
   const usage = reported
-    ? `the provider had already reported ${reported.input_tokens} input and ${reported.output_tokens} output tokens, but LangChain's callbacks do not bill an aborted call, so they are not in the invoice`
-    : "LangChain's callbacks report no usage for an aborted call, so it is not metered (a real provider may still bill the tokens it generated)";
+    ? `the provider had reported ${reported.input_tokens} input tokens; the call is metered as aborted, its output estimated from what arrived`
+    : 'the provider reported no usage before the abort; the call is metered as aborted (status "aborted"), estimated from what was sent and received';
   return `[answer stopped by ${reason}: ${usage}]`;
 }
 

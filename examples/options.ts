@@ -44,7 +44,7 @@ async function main() {
     await server.close();
   }
 
-  // Events: source, eventType, includeMetadata, splitCachedInput.
+  // Events: source, eventType, includeMetadata, splitTokenTypes.
   {
     const server = await startOpenMeterServer();
     const handler = new MeteringCallbackHandler({
@@ -52,7 +52,7 @@ async function main() {
       source: "support-bot",
       eventType: "llm.tokens",
       includeMetadata: ["tier"],
-      splitCachedInput: true,
+      splitTokenTypes: true,
     });
     await new CachedModel().invoke("hi", { callbacks: [handler], metadata: { subject: "acme", tier: "pro", internal: "not sent" } });
     await handler.shutdown();

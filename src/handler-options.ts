@@ -1,37 +1,74 @@
 import { z } from "zod";
+import type { Clock } from "./clock";
+import type { TokenEstimator } from "./estimate";
 import type { EventSink } from "./ingest/sink";
 import type { Logger } from "./logger";
 import type { MetadataPolicy } from "./metadata";
-import type { Clock } from "./clock";
 import { ingestOptionsShape, refineIngestOptions, type IngestOptions } from "./ingest/options";
 import { parseOptions } from "./option-errors";
 import { sourceProblem } from "./cloudevent";
 import { checkSubject, type SubjectResolver } from "./subject";
+import type { UnbilledCall } from "./unbilled";
 
 /** What the handler itself decides: how runs become events. Delivery options go to the ingest client. */
 export interface MeteringEventOptions {
-  /** CloudEvents `source`; OpenMeter de-duplicates on source + id. Default `"langchain"`. */
+  /** CloudEvents `source`; OpenMeter de-duplicates on source + id. @default "langchain" */
   source?: string;
-  /** CloudEvents `type` the meter filters on. Default `"kong.llm_request"` (Konnect's LLM Tokens template). */
+  /** CloudEvents `type` the token meter filters on (Konnect's LLM Tokens template's). @default "kong.llm_request" */
   eventType?: string;
-  /** Invoke-metadata key that holds the customer. Default `"subject"`. */
+  /**
+   * Invoke-metadata key that holds the customer; `configurable[subjectKey]` counts when the metadata names none.
+   * @default "subject"
+   */
   subjectKey?: string;
-  /** Subject for runs whose metadata names none. */
+  /** Subject for runs that name none. @default none: such runs are not billed (and reported) */
   defaultSubject?: string;
-  /** Computes the subject from a run's metadata and tags; falls back to `subjectKey`, then `defaultSubject`. */
+  /** Computes the subject from a run's metadata and tags; falls back to `subjectKey`, then `defaultSubject`. @default none */
   resolveSubject?: SubjectResolver;
   /**
-   * Which invoke-metadata keys travel into `data`: `true` (default) every flat user value except
-   * LangChain's own keys, a list for exactly those keys, `false` for none.
+   * Which invoke-metadata keys travel into `data` (and so to the billing vendor): `true` every flat
+   * user value except LangChain's own keys, a list for exactly those keys, `false` for none.
+   * @default true
    */
   includeMetadata?: MetadataPolicy;
-  /** Send cache reads and writes as their own `input_cached` / `input_cache_write` events. Default false. */
-  splitCachedInput?: boolean;
-  /** Forget a run that has not ended after this long (abandoned streams). Default 1 hour. */
+  /**
+   * Send disjoint token buckets named after OpenMeter's LLM-cost token types (`input`, `output`,
+   * `cache_read`, `cache_write`, `reasoning`, plus `cache_write_1h`, `input_audio`, `output_audio`)
+   * instead of one input and one output event; they add up to the same total.
+   * @default false
+   */
+  splitTokenTypes?: boolean;
+  /** @deprecated Renamed `splitTokenTypes` (its `data.type` values are now OpenMeter's token types). */
+  splitCachedInput?: never;
+  /**
+   * CloudEvents `type` of the events for server tool requests (web search, ...), billed per request:
+   * a type of their own, so a SUM-of-tokens meter never counts them.
+   * @default "llm.server_tool_request"
+   */
+  serverToolEventType?: string;
+  /**
+   * Settle a run not heard from for this long: an abandoned stream is billed as aborted (estimated
+   * where the provider sent no usage), a run with nothing to bill is reported to `onUnbilled`.
+   * @default 3600000 (1 hour)
+   */
   runTimeoutMs?: number;
-  /** Where warnings go. Default: the console. */
+  /** Called for every model call that produced no event, with the reason. Must not throw. @default none */
+  onUnbilled?: (call: UnbilledCall) => void;
+  /**
+   * A warning is told in full once; its repeats are counted and summarised at most this often.
+   * @default 60000
+   */
+  warningIntervalMs?: number;
+  /**
+   * Counts the tokens of a text, for the estimates of calls the provider billed but never reported
+   * (an aborted stream). @default about 4 characters a token
+   */
+  estimateTokens?: TokenEstimator;
+  /** Time source for the run and warning timers (a `TestClock` in tests). @default the system clock */
+  clock?: Clock;
+  /** Where warnings go. @default the console */
   logger?: Logger;
-  /** Deliver through this sink (an `IngestClient` you share, or your own) instead of creating one. */
+  /** Deliver through this sink (an `IngestClient` you share, or your own) instead of creating one. @default a new IngestClient */
   client?: EventSink;
 }
 
@@ -65,7 +102,32 @@ export const meteringEventOptionsShape = {
       error: "`includeMetadata` must be true, false, or a list of metadata keys",
     })
     .default(true),
-  splitCachedInput: z.boolean({ error: "`splitCachedInput` must be true or false" }).default(false),
+  splitTokenTypes: z.boolean({ error: "`splitTokenTypes` must be true or false" }).default(false),
+  // Renamed with the bucket names (input_cached is now cache_read): say so rather than "unknown option".
+  splitCachedInput: z
+    .custom<never>(() => false, {
+      error: "`splitCachedInput` was renamed `splitTokenTypes` (the split `data.type` values are now OpenMeter's: cache_read, cache_write, ...)",
+    })
+    .optional(),
+  serverToolEventType: nonEmptyString("serverToolEventType").default("llm.server_tool_request"),
+  onUnbilled: z.custom<(call: UnbilledCall) => void>(isFunction, { error: "`onUnbilled` must be a function (call) => void" }).optional(),
+  warningIntervalMs: z
+    .number({ error: "`warningIntervalMs` must be a number of milliseconds" })
+    .int({ error: "`warningIntervalMs` must be a whole number of milliseconds" })
+    .min(1000, { error: "`warningIntervalMs` must be at least 1000" })
+    .default(60_000),
+  estimateTokens: z
+    .custom<TokenEstimator>(isFunction, { error: "`estimateTokens` must be a function (text) => number of tokens" })
+    .optional(),
+  clock: z
+    .custom<Clock>(
+      (value) =>
+        typeof value === "object" &&
+        value !== null &&
+        ["now", "wallNow", "setTimeout"].every((method) => isFunction((value as Record<string, unknown>)[method])),
+      { error: "`clock` must have now(), wallNow() and setTimeout() methods (systemClock, or a TestClock in tests)" },
+    )
+    .optional(),
   runTimeoutMs: z
     .number({ error: "`runTimeoutMs` must be a number of milliseconds" })
     .int({ error: "`runTimeoutMs` must be a whole number of milliseconds" })
@@ -136,7 +198,8 @@ export function parseHandlerOptions(options: Record<string, unknown>): {
         "but `client` was given: set them on that client instead",
     );
   }
-  const events = parseOptions(eventOptionsSchema, omit(options, SHARED_OPTION_NAMES.filter((key) => key !== "logger")), label);
+  // logger and clock are the handler's own options too; the rest of the shared ones are lifecycle only.
+  const events = parseOptions(eventOptionsSchema, omit(options, ["shutdownTimeoutMs", "handleSignals"]), label);
   const shared = parseOptions(sharedSchema, pick(options, sharedSchema.shape), label);
   return { events, ingest: undefined, lifecycle: { clock: shared.clock, shutdownTimeoutMs: shared.shutdownTimeoutMs, handleSignals: shared.handleSignals } };
 }

@@ -1,22 +1,29 @@
 import { BaseCallbackHandler } from "@langchain/core/callbacks/base";
 import { awaitAllCallbacks } from "@langchain/core/callbacks/promises";
 import type { Serialized } from "@langchain/core/load/serializable";
-import type { BaseMessage, UsageMetadata } from "@langchain/core/messages";
+import type { BaseMessage } from "@langchain/core/messages";
 import type { ChatGenerationChunk, GenerationChunk, LLMResult } from "@langchain/core/outputs";
-import { buildUsageEvents, RESERVED_DATA_KEYS, type UsageEvent } from "./events";
+import { type Clock, type ClockTimer, systemClock } from "./clock";
+import type { CloudEvent } from "./cloudevent";
+import { roughTokenEstimate, type SentPrompt, type TokenEstimator } from "./estimate";
+import { buildEvents, type CallStatus, RESERVED_DATA_KEYS } from "./events";
 import { parseHandlerOptions, type MeteringEventOptions, type ResolvedEventOptions } from "./handler-options";
 import { IngestClient, type IngestStats } from "./ingest/client";
 import { IngestError } from "./ingest/errors";
 import { RunWatch } from "./drain";
 import { joinLifecycle } from "./ingest/lifecycle";
-import { type Clock, type ClockTimer, systemClock } from "./clock";
 import type { IngestOptions } from "./ingest/options";
 import type { EventSink, FlushOptions } from "./ingest/sink";
-import { consoleLogger, OnceLogger } from "./logger";
+import { installLangChainHooks, METERING_HOOKS, type MeteringHooks } from "./langchain-hooks";
+import { consoleLogger } from "./logger";
 import { selectMetadata, type SkippedValue } from "./metadata";
+import { AnthropicUsageTap } from "./providers/anthropic-tap";
+import { type Bill, billFor } from "./providers";
 import { RunRegistry } from "./runs";
-import { correctStreamedUsage, streamEventsOverCount, StreamUsageTracker } from "./stream-usage";
+import { type ObservedStreamEvent, StreamObserver } from "./stream-observer";
 import { checkSubject, type SubjectCheck } from "./subject";
+import { type UnbilledCall, type UnbilledReason, WarningDigest } from "./unbilled";
+import { unfinishedBill } from "./unfinished";
 import { extractUsage } from "./usage";
 
 /** After a call inside a chain the handler cannot see ends, how long shutdown waits for the run's next call. */
@@ -28,14 +35,23 @@ export type MeteringCallbackHandlerOptions = MeteringEventOptions & Partial<Inge
 /** A model run between its start and end callbacks: what the end callback no longer carries. */
 interface ModelRun {
   seenAt: number;
+  /** The id its events derive from: the run id, suffixed when the run id was used before. */
+  readonly billingId: string;
   readonly subject: string;
   readonly metadata: Record<string, unknown> | undefined;
   readonly model: string | undefined;
   readonly provider: string | undefined;
   /** Inside a chain this handler does not see: another call of the same run may follow it. */
   readonly invisibleParent: boolean;
-  stream?: StreamUsageTracker;
+  /** What was sent, kept by reference for an estimate if the call never reports its usage. */
+  readonly sent: SentPrompt;
+  readonly stream: StreamObserver;
+  /** Billed as aborted when it expired: a late end must not bill it again. */
+  settled?: boolean;
 }
+
+/** Ended run ids remembered to recognise one passed again (its events would share ids). */
+const RECENT_RUN_IDS = 10_000;
 
 /** What the handler did, for `stats()`. */
 export interface MeteringStats {
@@ -47,10 +63,16 @@ export interface MeteringStats {
   missingUsage: number;
   /** LangChain cache hits (nothing billed: they cost nothing). */
   cacheHits: number;
-  /** Runs that failed (nothing billed). */
+  /** Runs that failed before the provider sent anything (nothing billed). */
   failed: number;
-  /** Runs forgotten after `runTimeoutMs` without an end. */
+  /** Runs that did not finish but were billed (aborted, broken or abandoned streams): `data.status` is set. */
+  unfinished: number;
+  /** Runs that never ended and showed nothing to bill after `runTimeoutMs` (reported to `onUnbilled`). */
   abandoned: number;
+  /** `model.streamEvents()` calls without `version`: LangChain ran them without callbacks (not billed). */
+  unsupportedPath: number;
+  /** Runs whose run id was used by an earlier run (billed under a suffixed id). */
+  duplicateRunIds: number;
   /** Runs that ended after being forgotten (billed all the same, while still remembered). */
   lateEnds: number;
   /** Runs currently between start and end. */
@@ -78,18 +100,40 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
   readonly #options: ResolvedEventOptions;
   /** A client passed in belongs to the caller: shutdown() flushes it but leaves it running. */
   readonly #ownsClient: boolean;
-  readonly #warnings: OnceLogger;
+  readonly #warnings: WarningDigest;
+  readonly #clock: Clock;
+  readonly #estimate: TokenEstimator;
   readonly #models: RunRegistry<ModelRun>;
-  readonly #stats = { metered: 0, missingSubject: 0, missingUsage: 0, cacheHits: 0, failed: 0, abandoned: 0, lateEnds: 0 };
+  readonly #tap = new AnthropicUsageTap();
+  /** Run ids of ended runs, oldest first, and how often each was used. */
+  readonly #recentRunIds = new Map<string, number>();
+  readonly #stats = {
+    metered: 0,
+    missingSubject: 0,
+    missingUsage: 0,
+    cacheHits: 0,
+    failed: 0,
+    unfinished: 0,
+    abandoned: 0,
+    unsupportedPath: 0,
+    duplicateRunIds: 0,
+    lateEnds: 0,
+  };
   /** Later starts are not metered (shutdown finished draining). */
   #closed = false;
   #clientClosed = false;
   #shutdown: Promise<void> | undefined;
-  readonly #clock: Clock;
   readonly #shutdownTimeoutMs: number;
   /** What still runs, for shutdown's drain. */
   readonly #watch: RunWatch;
-  readonly #signalParticipant = { onSignal: () => this.shutdown() };
+  readonly #flushOnExit: boolean;
+  // Held here: the lifecycle keeps only a weak reference.
+  readonly #lifecycleParticipant = {
+    onSignal: () => this.shutdown(),
+    beforeExit: () => {
+      if (this.#flushOnExit && this.#shutdown === undefined) void this.shutdown();
+    },
+  };
   #leaveLifecycle: (() => void) | undefined;
   readonly #onError: ((error: IngestError) => void) | undefined;
 
@@ -116,18 +160,31 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
     const { events, ingest, lifecycle } = parseHandlerOptions(normaliseArguments(urlOrOptions, apiKey, rest));
     this.#options = events;
     const logger = events.logger ?? consoleLogger;
-    this.#warnings = new OnceLogger(logger);
+    this.#clock = lifecycle.clock ?? events.clock ?? systemClock;
+    this.#estimate = events.estimateTokens ?? roughTokenEstimate;
+    this.#warnings = new WarningDigest(logger, this.#clock, events.warningIntervalMs);
     this.#ownsClient = events.client === undefined;
     this.#onError = ingest?.onError;
-    this.#clock = lifecycle.clock ?? systemClock;
     this.#shutdownTimeoutMs = lifecycle.shutdownTimeoutMs;
     this.#watch = new RunWatch(this.#clock, events.runTimeoutMs, QUIET_AFTER_INVISIBLE_RUN_MS);
-    // On SIGTERM/SIGINT the handler, not its client, shuts down: calls under way are waited for and billed.
-    this.client = events.client ?? new IngestClient({ ...(ingest as IngestOptions), handleSignals: false });
-    if (lifecycle.handleSignals) this.#leaveLifecycle = joinLifecycle(this.#signalParticipant, { signals: true });
+    // On SIGTERM/SIGINT and at the program's end the handler, not its client, shuts down: calls under
+    // way are waited for and billed, streams left unread are settled, then the client delivers.
+    this.client = events.client ?? new IngestClient({ ...(ingest as IngestOptions), handleSignals: false, flushOnExit: false });
+    this.#flushOnExit = this.#ownsClient && (ingest?.flushOnExit ?? true);
+    if (lifecycle.handleSignals || this.#flushOnExit) {
+      this.#leaveLifecycle = joinLifecycle(this.#lifecycleParticipant, { signals: lifecycle.handleSignals });
+    }
 
-    this.#models = new RunRegistry(this.#options.runTimeoutMs);
-    streamEventsOverCount(); // reads a package.json once, here: callbacks do no I/O
+    this.#models = new RunRegistry<ModelRun>(this.#options.runTimeoutMs, this.#clock, (runId, run) => {
+      this.#watch.modelEnded(run.invisibleParent);
+      this.#settle(runId, run, "expired");
+    });
+    const hooks: MeteringHooks = {
+      subjectKey: this.#options.subjectKey,
+      unmeteredStreamEvents: (model, metadata) => this.#unmeteredStreamEvents(model, metadata),
+    };
+    Object.defineProperty(this, METERING_HOOKS, { value: hooks });
+    installLangChainHooks();
   }
 
   /** One handler owns one client: LangChain's copies must share it, not build another. */
@@ -139,45 +196,51 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
 
   override handleChatModelStart(
     _llm: Serialized,
-    _messages: BaseMessage[][],
+    messages: BaseMessage[][],
     runId: string,
     parentRunId?: string,
     extraParams?: Record<string, unknown>,
     tags?: string[],
     metadata?: Record<string, unknown>,
   ): void {
-    this.#startModelRun(runId, parentRunId, extraParams, tags, metadata);
+    // One run per message list: LangChain calls this once per run with that run's list.
+    this.#startModelRun(runId, parentRunId, extraParams, tags, metadata, { messages: messages?.[0], tools: toolsOf(extraParams) });
   }
 
   override handleLLMStart(
     _llm: Serialized,
-    _prompts: string[],
+    prompts: string[],
     runId: string,
     parentRunId?: string,
     extraParams?: Record<string, unknown>,
     tags?: string[],
     metadata?: Record<string, unknown>,
   ): void {
-    this.#startModelRun(runId, parentRunId, extraParams, tags, metadata);
+    this.#startModelRun(runId, parentRunId, extraParams, tags, metadata, { prompts, tools: toolsOf(extraParams) });
   }
 
   override handleLLMNewToken(
-    _token: string,
+    token: string,
     _idx: unknown,
     runId: string,
     _parentRunId?: string,
     _tags?: string[],
     fields?: { chunk?: ChatGenerationChunk | GenerationChunk },
   ): void {
-    const run = this.#models.touch(runId);
-    if (run?.stream === undefined) return;
-    const message = (fields?.chunk as ChatGenerationChunk | undefined)?.message as { usage_metadata?: UsageMetadata } | undefined;
-    if (message?.usage_metadata !== undefined) run.stream.observeChunk(message.usage_metadata);
+    try {
+      this.#models.touch(runId)?.stream.observeChunk(typeof token === "string" ? token : "", fields?.chunk as never);
+    } catch (error) {
+      this.#warnings.logger.error(`could not observe a chunk of run ${runId}: ${errorMessage(error)}`);
+    }
   }
 
   // Typed structurally: @langchain/core added this hook (and its event type) in 1.2; older cores never call it.
-  override handleChatModelStreamEvent(event: { event: string; usage?: Partial<UsageMetadata> }, runId: string): void {
-    this.#models.touch(runId)?.stream?.observeEvent(event);
+  override handleChatModelStreamEvent(event: ObservedStreamEvent, runId: string): void {
+    try {
+      this.#models.touch(runId)?.stream.observeEvent(event);
+    } catch (error) {
+      this.#warnings.logger.error(`could not observe a stream event of run ${runId}: ${errorMessage(error)}`);
+    }
   }
 
   override handleLLMEnd(
@@ -192,61 +255,72 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
       if (taken === undefined) return; // not started through this handler, or no subject: already reported
       this.#watch.modelEnded(taken.entry.invisibleParent);
       const run = taken.entry;
+      this.#ended(runId);
       if (taken.late) {
+        if (run.settled) {
+          this.#warnings.warn(
+            `late-settled:${runId}`,
+            `model call ${runId} ended after runTimeoutMs (${this.#options.runTimeoutMs} ms) without news, when it had already been billed as aborted: ` +
+              "its final usage was not billed again. Raise runTimeoutMs above the longest pause of your streams.",
+            "model calls ended after they had been billed as abandoned (raise runTimeoutMs)",
+          );
+          return;
+        }
         this.#stats.lateEnds++;
-        this.#warnings.warnOnce(
+        this.#warnings.warn(
           "late",
           `a model call ran longer than runTimeoutMs (${this.#options.runTimeoutMs} ms) and was billed when it ended; ` +
             "raise runTimeoutMs above your longest calls (runs forgotten longer ago cannot be billed)",
+          "model calls ran longer than runTimeoutMs (billed when they ended)",
         );
       }
       if (extraParams?.cached === true) {
         this.#stats.cacheHits++;
+        this.#unbilled(runId, run, "cache_hit", "LangChain answered from its cache: the call cost nothing");
         return;
       }
       const result = extractUsage(output);
       if (!result.ok) {
+        // Chunks arrived but no final usage and no stop reason: the stream was cut short, and the
+        // integration ended the run as if it had finished (it billed what it had generated).
+        if (run.stream.streamed && !run.stream.finished && this.#billUnfinished(runId, run, "aborted")) return;
         this.#stats.missingUsage++;
-        this.#warnings.warnOnce(
-          `usage:${result.problem}:${run.model}`,
-          `${result.detail} for ${run.model ? `model ${run.model}` : "a model with no name"} (run ${runId}): nothing was billed for this call. ` +
-            "Enable usage reporting in the model's options (for example `streamUsage: true`).",
-        );
+        const message =
+          `${result.detail} for ${describeModel(run.model)} (run ${runId}): nothing was billed for this call. ` +
+          "Enable usage reporting in the model's options (for example `streamUsage: true`).";
+        this.#warnings.warn(`usage:${result.problem}:${run.model}`, message, "model calls reported no usage and were not billed");
+        this.#unbilled(runId, run, "no_usage", message);
         return;
       }
-      const usage = run.stream ? correctStreamedUsage(result.usage, run.stream) : result.usage;
-      if (usage.estimated) {
-        this.#warnings.warnOnce(
-          `estimated:${run.model}`,
-          `${run.model ? `model ${run.model}` : "a model with no name"} reported no usage; LangChain's estimate was billed and flagged \`estimated: true\``,
-        );
+      const bill = billFor(run.provider, result.usage, { output, stream: run.stream, sent: run.sent, tapped: this.#tap.take(run.stream.messageId) }, this.#estimate);
+      if (result.where === "estimatedTokenUsage") {
+        bill.notes.push(`${describeModel(run.model)} reported no usage; LangChain's estimate was billed and flagged \`estimated: true\``);
       }
-      const responseModel = servedModel(output);
-      const events = buildUsageEvents(
-        {
-          runId,
-          subject: run.subject,
-          time: this.#now(),
-          usage,
-          model: run.model,
-          provider: run.provider,
-          responseModel: responseModel !== run.model ? responseModel : undefined,
-          extra: selectMetadata(run.metadata, this.#options.includeMetadata, this.#options.subjectKey, RESERVED_DATA_KEYS, this.#onSkippedMetadata),
-        },
-        this.#options, // source, eventType, splitCachedInput
-      );
-      this.#deliver(events);
-      this.#stats.metered++;
+      this.#bill(runId, run, bill);
     } catch (error) {
       this.#warnings.logger.error(`could not meter run ${runId}: ${errorMessage(error)}`);
     }
   }
 
-  override handleLLMError(_error: unknown, runId: string): void {
-    const taken = this.#models.take(runId);
-    if (taken === undefined) return;
-    this.#stats.failed++;
-    this.#watch.modelEnded(taken.entry.invisibleParent);
+  override handleLLMError(error: unknown, runId: string, _parentRunId?: string, _tags?: string[], extraParams?: Record<string, unknown>): void {
+    try {
+      const taken = this.#models.take(runId);
+      if (taken === undefined) return;
+      this.#watch.modelEnded(taken.entry.invisibleParent);
+      this.#ended(runId);
+      if (taken.late && taken.entry.settled) return;
+      const status: CallStatus = isAbort(error) ? "aborted" : "error";
+      if (extraParams?.cached !== true && this.#billUnfinished(runId, taken.entry, status, partialOutput(error))) return;
+      this.#stats.failed++;
+      this.#unbilled(
+        runId,
+        taken.entry,
+        "failed",
+        `model call ${runId} (${describeModel(taken.entry.model)}) ${status === "aborted" ? "was aborted" : "failed"} before any output reached LangChain (${errorMessage(error)}): nothing was billed`,
+      );
+    } catch (caught) {
+      this.#warnings.logger.error(`could not meter failed run ${runId}: ${errorMessage(caught)}`);
+    }
   }
 
   // Typed loosely: LangChain really calls it as (chain, inputs, runId, parentRunId, tags, metadata, ...).
@@ -263,13 +337,13 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
   }
 
   readonly #onSkippedMetadata = ({ key, reason }: SkippedValue): void =>
-    this.#warnings.warnOnce(`metadata:${key}`, `metadata \`${key}\` was not copied into events: ${reason}`);
+    this.#warnings.warn(`metadata:${key}`, `metadata \`${key}\` was not copied into events: ${reason}`, `metadata \`${key}\` left out of events (${reason})`);
 
   #lastMs = 0;
   #lastIso = "";
   /** The ISO time of now, formatted once per millisecond however many calls end in it. */
   #now(): string {
-    const ms = Date.now();
+    const ms = this.#clock.wallNow();
     if (ms !== this.#lastMs) {
       this.#lastMs = ms;
       this.#lastIso = new Date(ms).toISOString();
@@ -288,8 +362,149 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
     return this.#lastCheck;
   }
 
+  /** Turns a bill into events and hands them over; tells the user what was estimated. */
+  #bill(runId: string, run: ModelRun, bill: Bill): void {
+    const events = buildEvents(
+      {
+        billingId: run.billingId,
+        subject: run.subject,
+        time: this.#now(),
+        usage: bill.usage,
+        model: run.model,
+        provider: run.provider,
+        responseModel: bill.responseModel !== run.model ? bill.responseModel : undefined,
+        status: bill.status,
+        serverTools: bill.serverTools,
+        serverToolsEstimated: bill.serverToolsEstimated,
+        extra: selectMetadata(run.metadata, this.#options.includeMetadata, this.#options.subjectKey, RESERVED_DATA_KEYS, this.#onSkippedMetadata),
+      },
+      this.#options, // source, eventType, splitTokenTypes, serverToolEventType
+    );
+    for (const note of bill.notes) this.#warnings.warn(`note:${run.model}:${note}`, `${note} (${describeModel(run.model)}, run ${runId})`, note);
+    this.#deliver(events);
+    if (bill.status !== undefined) this.#stats.unfinished++;
+    else this.#stats.metered++;
+  }
+
+  /** Bills a call that did not finish, if anything shows the provider answered; true when billed. */
+  #billUnfinished(runId: string, run: ModelRun, status: CallStatus, partial?: { usage_metadata?: unknown; content?: unknown }): boolean {
+    const bill = unfinishedBill({ stream: run.stream, sent: run.sent, status, partial }, this.#estimate);
+    if (bill === undefined) return false;
+    this.#bill(runId, run, bill);
+    return true;
+  }
+
+  /**
+   * At the end of shutdown's drain: a stream still open (left unread, a `break` out of model.stream(),
+   * or past the deadline) is billed as aborted from what it sent and received, now or never. A call
+   * that showed nothing stays: if it ends later, its events are reported as refused, with the events.
+   */
+  #settleOpenRuns(): void {
+    for (const [runId, run] of this.#models.removeIf((open) => open.stream.seenAnything)) {
+      this.#watch.modelEnded(run.invisibleParent);
+      this.#settle(runId, run, "shutdown");
+    }
+    this.#warnings.flush();
+  }
+
+  /**
+   * Runs shutdown's drain waits for: all open ones but streams that went quiet (a `break` out of
+   * model.stream() leaves its run open for ever; a call still generating keeps sending chunks).
+   */
+  #activeRuns(): number {
+    const now = this.#clock.now();
+    let active = 0;
+    for (const run of this.#models.values()) if (!(run.stream.seenAnything && now - run.seenAt >= QUIET_AFTER_INVISIBLE_RUN_MS)) active++;
+    return active;
+  }
+
+  /** A run that expired (no news for runTimeoutMs) or was still open at shutdown. */
+  #settle(runId: string, run: ModelRun, why: "expired" | "shutdown"): void {
+    try {
+      const when = why === "expired" ? `had no news for runTimeoutMs (${this.#options.runTimeoutMs} ms)` : "was still open when shutdown() finished waiting";
+      if (this.#billUnfinished(runId, run, "aborted")) {
+        run.settled = true;
+        this.#warnings.warn(
+          `settled:${run.model}`,
+          `model call ${runId} (${describeModel(run.model)}) ${when}, as an abandoned stream does (a \`break\` out of model.stream()): ` +
+            "billed as aborted from what it sent and received",
+          "abandoned streams billed as aborted",
+        );
+        return;
+      }
+      this.#stats.abandoned++;
+      const message =
+        `model call ${runId} (${describeModel(run.model)}) ${when} and showed nothing to bill: it was not billed ` +
+        "(if it ends later it is billed then; raise runTimeoutMs above your longest calls)";
+      this.#warnings.warn(`abandoned:${run.model}`, message, "model calls abandoned with nothing to bill");
+      this.#unbilled(runId, run, "abandoned", message);
+    } catch (error) {
+      this.#warnings.logger.error(`could not settle run ${runId}: ${errorMessage(error)}`);
+    }
+  }
+
+  /** Tells `onUnbilled` about a call that produced no event (the caller tells the logger, where it should). */
+  #unbilled(runId: string | undefined, run: Partial<Pick<ModelRun, "model" | "provider" | "subject">>, reason: UnbilledReason, message: string): void {
+    const onUnbilled = this.#options.onUnbilled;
+    if (onUnbilled === undefined) return;
+    const call: UnbilledCall = { reason, message };
+    if (runId !== undefined) call.runId = runId;
+    if (run.model !== undefined) call.model = run.model;
+    if (run.provider !== undefined) call.provider = run.provider;
+    if (run.subject !== undefined) call.subject = run.subject;
+    try {
+      onUnbilled(call);
+    } catch (error) {
+      this.#warnings.logger.error(`onUnbilled threw (${errorMessage(error)}): it must not throw`);
+    }
+  }
+
+  #unmeteredStreamEvents(model: string | undefined, metadata: Record<string, unknown> | undefined): void {
+    this.#stats.unsupportedPath++;
+    const checked = checkSubject(metadata?.[this.#options.subjectKey]);
+    const message =
+      `model.streamEvents() without \`version\` was called on ${describeModel(model)}: LangChain runs it without callbacks, so it is not billed. ` +
+      'Pass `{ version: "v2" }`, or use .stream() or .invoke().';
+    this.#warnings.warn(`streamEvents:${model}`, message, "model.streamEvents() calls without `version` (not billed)");
+    const onUnbilled = this.#options.onUnbilled;
+    if (onUnbilled === undefined) return;
+    try {
+      onUnbilled({ reason: "unsupported_path", message, ...(model !== undefined ? { model } : {}), ...(checked?.ok ? { subject: checked.subject } : {}) });
+    } catch (error) {
+      this.#warnings.logger.error(`onUnbilled threw (${errorMessage(error)}): it must not throw`);
+    }
+  }
+
+  /** Remembers an ended run id (bounded), to recognise it if it is passed again. */
+  #ended(runId: string): void {
+    const uses = this.#recentRunIds.get(runId) ?? 0;
+    this.#recentRunIds.delete(runId);
+    this.#recentRunIds.set(runId, uses === 0 ? 1 : uses);
+    if (this.#recentRunIds.size > RECENT_RUN_IDS) this.#recentRunIds.delete(this.#recentRunIds.keys().next().value as string);
+  }
+
+  /**
+   * The id a run's events derive from. A run id seen before (the user passed the same `runId` to two
+   * calls) would give the second call the first one's event ids, and de-duplication downstream would
+   * drop it: the second use is billed under `<runId>~2` instead, and the user told.
+   */
+  #billingId(runId: string): string {
+    const previous = this.#recentRunIds.get(runId) ?? 0;
+    if (previous === 0) return runId;
+    const use = previous + 1;
+    this.#recentRunIds.set(runId, use);
+    this.#stats.duplicateRunIds++;
+    this.#warnings.warn(
+      `duplicate-run-id:${runId}`,
+      `run id ${runId} was passed to more than one model call: its events would share ids and be de-duplicated as one downstream, ` +
+        `so this call is billed as ${runId}~${use}. Pass a fresh \`runId\` to every call (or none).`,
+      "run ids passed to more than one model call (billed under suffixed ids)",
+    );
+    return `${runId}~${use}`;
+  }
+
   /** Hands events to the client; a client this handler already shut down gets them reported instead. */
-  #deliver(events: UsageEvent[]): void {
+  #deliver(events: CloudEvent[]): void {
     if (!this.#clientClosed) {
       try {
         this.client.enqueue(events);
@@ -302,10 +517,10 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
     this.#refuse(events, "the call was still running when shutdown() finished");
   }
 
-  #refuse(events: UsageEvent[], why: string): void {
+  #refuse(events: CloudEvent[], why: string): void {
     const error = new IngestError(
       `${events.length} events of a model call were not delivered: ${why} ` +
-        `(${events.map((event) => `${event.id} ${event.subject} ${String(event.data?.tokens)}`).join(", ")})`,
+        `(${events.map((event) => `${event.id} ${event.subject} ${String(event.data?.tokens ?? event.data?.requests)}`).join(", ")})`,
       { kind: "refused", events },
     );
     this.#warnings.logger.error(error.message);
@@ -314,6 +529,15 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
     } catch {
       // onError's own failure must not reach the user's call.
     }
+  }
+
+  /**
+   * A `fetch` for `@anthropic-ai/sdk` that reads each streamed call's final usage on the wire, where
+   * `@langchain/anthropic` drops it (after a server tool the input is otherwise flagged estimated):
+   * `new ChatAnthropic({ model, clientOptions: { fetch: handler.anthropicFetch() } })`.
+   */
+  anthropicFetch(base?: typeof fetch): typeof fetch {
+    return this.#tap.fetch(base);
   }
 
   // ---- Public API
@@ -351,9 +575,12 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
     // (behind a slow handler). Calls under way, and the calls they start meanwhile (the next step of
     // an agent run), are still billable: starts stay open until the runs end or the deadline passes.
     await this.#within(awaitAllCallbacks(), deadline);
-    await this.#watch.drained(() => this.#models.size, deadline);
+    await this.#watch.drained(() => this.#activeRuns(), deadline);
     await this.#within(awaitAllCallbacks(), deadline);
     this.#closed = true;
+    // What is still open now is past the deadline, or a stream nobody reads any more: billed from
+    // what it sent and received (flagged estimated), or said unbilled.
+    this.#settleOpenRuns();
     const left = Math.max(0, deadline - this.#clock.now());
     if (this.#ownsClient) {
       this.#clientClosed = true;
@@ -387,38 +614,59 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
     extraParams: Record<string, unknown> | undefined,
     tags: string[] | undefined,
     metadata: Record<string, unknown> | undefined,
+    sent: SentPrompt,
   ): void {
+    const model = stringOr(metadata?.ls_model_name) ?? invocationModel(extraParams);
+    const provider = stringOr(metadata?.ls_provider);
     if (this.#closed) {
-      this.#warnings.warnOnce("closed", "a model call started after shutdown() was not metered: create a new handler");
+      const message = `a model call started after shutdown() was not metered (run ${runId}, ${describeModel(model)}): create a new handler`;
+      this.#warnings.warn("closed", message, "model calls started after shutdown() (not metered)");
+      this.#unbilled(runId, { model, provider }, "after_shutdown", message);
       return;
     }
     try {
-      const subject = this.#resolveSubject(metadata, tags, runId, parentRunId);
+      if (this.#models.has(runId)) {
+        // Two calls under one run id at once: their callbacks cannot be told apart, so one bill.
+        this.#stats.duplicateRunIds++;
+        this.#warnings.warn(
+          `duplicate-open-run-id:${runId}`,
+          `run id ${runId} was started again while a call under it is still running: LangChain's callbacks cannot tell the two apart, ` +
+            "so they are billed as one. Pass a fresh `runId` to every call (or none).",
+          "run ids started twice at once (billed as one call)",
+        );
+        return;
+      }
+      const subject = this.#resolveSubject(metadata, tags, runId, parentRunId, model, provider);
       if (subject === undefined) return;
-      const provider = stringOr(metadata?.ls_provider);
-      const now = performance.now();
-      this.#stats.abandoned += this.#models.sweep(now);
       const run: ModelRun = {
-        seenAt: now,
+        seenAt: this.#clock.now(),
+        billingId: this.#billingId(runId),
         subject,
         metadata,
-        model: stringOr(metadata?.ls_model_name) ?? invocationModel(extraParams),
+        model,
         provider,
         invisibleParent: this.#watch.hasInvisibleParent(parentRunId),
+        sent,
+        stream: new StreamObserver(this.#options.estimateTokens !== undefined),
       };
       this.#watch.modelStarted();
-      if (provider === "anthropic") run.stream = new StreamUsageTracker();
       this.#models.set(runId, run);
     } catch (error) {
       this.#warnings.logger.error(`could not start metering run ${runId}: ${errorMessage(error)}`);
     }
   }
 
+  /**
+   * The run's customer: `resolveSubject` first, then `metadata[subjectKey]` (which `configurable[subjectKey]`
+   * fills when the metadata names none, see langchain-hooks.ts), then `defaultSubject`.
+   */
   #resolveSubject(
     metadata: Record<string, unknown> | undefined,
     tags: string[] | undefined,
     runId: string,
     parentRunId: string | undefined,
+    model: string | undefined,
+    provider: string | undefined,
   ): string | undefined {
     const { subjectKey, resolveSubject, defaultSubject } = this.#options;
     // The resolver first; what it leaves undecided or gets wrong falls back to the metadata key.
@@ -427,22 +675,30 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
       try {
         resolved = resolveSubject({ metadata: metadata ?? {}, tags: tags ?? [], runId, parentRunId });
       } catch (error) {
-        this.#warnings.warnOnce("resolveSubject:throw", `\`resolveSubject\` threw (${errorMessage(error)}); falling back to metadata.${subjectKey}`);
+        this.#warnings.warn(
+          "resolveSubject:throw",
+          `\`resolveSubject\` threw (${errorMessage(error)}); falling back to metadata.${subjectKey}`,
+          "`resolveSubject` threw (fell back to the metadata)",
+        );
       }
       const checked = this.#checkSubject(resolved);
       if (checked?.ok) return checked.subject;
-      if (checked) this.#warnings.warnOnce(`subject:resolver:${checked.reason}`, `the subject from resolveSubject was refused: ${checked.reason}`);
+      if (checked) {
+        this.#warnings.warn(`subject:resolver:${checked.reason}`, `the subject from resolveSubject was refused: ${checked.reason}`, `subjects from resolveSubject refused (${checked.reason})`);
+      }
     }
     const checked = this.#checkSubject(metadata?.[subjectKey]);
     if (checked?.ok) return checked.subject;
-    if (checked) this.#warnings.warnOnce(`subject:${checked.reason}`, `the subject from metadata.${subjectKey} was refused: ${checked.reason}`);
+    if (checked) {
+      this.#warnings.warn(`subject:${checked.reason}`, `the subject from metadata.${subjectKey} was refused: ${checked.reason}`, `subjects from metadata.${subjectKey} refused (${checked.reason})`);
+    }
     if (defaultSubject !== undefined) return defaultSubject;
     this.#stats.missingSubject++;
-    this.#warnings.warnOnce(
-      "subject:missing",
+    const message =
       `a model call had no subject, so it was not billed. Pass the customer as \`metadata: { ${subjectKey}: "<customer id>" }\` ` +
-        "in the invoke config (or in a parent chain's config), or set `defaultSubject` or `resolveSubject`.",
-    );
+      `(or \`configurable: { ${subjectKey}: … }\`) in the invoke config (or in a parent chain's config), or set \`defaultSubject\` or \`resolveSubject\`.`;
+    this.#warnings.warn("subject:missing", message, "model calls had no subject and were not billed");
+    this.#unbilled(runId, { model, provider }, "no_subject", message);
     return undefined;
   }
 }
@@ -477,21 +733,6 @@ function normaliseArguments(
   return { ...(urlOrOptions as Record<string, unknown>) };
 }
 
-/** The model the provider says it served (a dated snapshot, often), from the first generation. */
-function servedModel(output: LLMResult): string | undefined {
-  const generation = output?.generations?.[0]?.[0] as
-    | { message?: { response_metadata?: Record<string, unknown> }; generationInfo?: Record<string, unknown> }
-    | undefined;
-  const metadata = generation?.message?.response_metadata;
-  // LangGraph's "messages" stream mode leaves it in generationInfo only.
-  return (
-    stringOr(metadata?.model_name) ??
-    stringOr(metadata?.model) ??
-    stringOr(generation?.generationInfo?.model_name) ??
-    stringOr(generation?.generationInfo?.model)
-  );
-}
-
 function invocationModel(extraParams: Record<string, unknown> | undefined): string | undefined {
   const params = extraParams?.invocation_params as Record<string, unknown> | undefined;
   return stringOr(params?.model) ?? stringOr(params?.model_name);
@@ -503,4 +744,33 @@ function stringOr(value: unknown): string | undefined {
 
 function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+function describeModel(model: string | undefined): string {
+  return model ? `model ${model}` : "a model with no name";
+}
+
+/** The tools a call declared (the provider counts their definitions as input). */
+function toolsOf(extraParams: Record<string, unknown> | undefined): unknown {
+  const params = extraParams?.invocation_params as Record<string, unknown> | undefined;
+  return params?.tools ?? params?.functions;
+}
+
+/**
+ * An abort, as the provider SDKs and LangChain name it (AbortError, ModelAbortError, APIUserAbortError,
+ * an `AbortSignal.timeout()`'s TimeoutError). An abort with a reason of the user's own is thrown as that
+ * reason, which no callback can tell from a failure: it is reported as `error`.
+ */
+function isAbort(error: unknown): boolean {
+  const { name, message } = (error ?? {}) as { name?: unknown; message?: unknown };
+  return (
+    (typeof name === "string" && /abort|^TimeoutError$/i.test(name)) ||
+    (typeof message === "string" && /^(AbortError|Request was aborted|This operation was aborted)/.test(message))
+  );
+}
+
+/** `ModelAbortError.partialOutput` (@langchain/core errors): the message aggregated before an abort. */
+function partialOutput(error: unknown): { usage_metadata?: unknown; content?: unknown } | undefined {
+  const partial = (error as { partialOutput?: unknown } | null)?.partialOutput;
+  return typeof partial === "object" && partial !== null ? (partial as { usage_metadata?: unknown; content?: unknown }) : undefined;
 }

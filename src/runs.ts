@@ -1,57 +1,66 @@
+import type { Clock, ClockTimer } from "./clock";
+
 /** Per-run state with a time-out, for runs that start and never end (an abandoned stream). */
 export interface TimedEntry {
-  /** `performance.now()` when the run was last heard from. */
+  /** `clock.now()` when the run was last heard from. */
   seenAt: number;
 }
 
-interface Slot<T> {
-  entry: T;
-  /** When the entry took its place in the Map's order (set or moved by a sweep). */
-  placedAt: number;
-}
-
-/** How many forgotten runs are kept aside, so one that ends after all can still be billed. */
+/** How many expired runs are kept aside, so one that ends after all is recognised. */
 const FORGOTTEN_LIMIT = 1000;
 
+/**
+ * The runs between their start and end callbacks. A run not heard from for `ttlMs` is handed to
+ * `onExpire` by a timer (on the injected clock, never keeping the process alive) and set aside, so
+ * that an end arriving later is still recognised.
+ */
 export class RunRegistry<T extends TimedEntry> {
-  // A Map iterates in insertion order, so the oldest placed entries come first and a sweep stops at
-  // the first one placed within the time-out. Runs heard from since are moved back by the sweep, so
-  // hearing from a run (once per streamed token) costs one assignment, not a reinsertion.
-  readonly #runs = new Map<string, Slot<T>>();
+  readonly #runs = new Map<string, T>();
   readonly #forgotten = new Map<string, T>();
-  readonly #sweepEveryMs: number;
-  #lastSweep = performance.now();
+  #timer: ClockTimer | undefined;
 
-  constructor(readonly ttlMs: number) {
-    this.#sweepEveryMs = Math.min(ttlMs, 60_000);
-  }
+  constructor(
+    readonly ttlMs: number,
+    readonly clock: Clock,
+    readonly onExpire: (runId: string, entry: T) => void,
+  ) {}
 
   get size(): number {
     return this.#runs.size;
   }
 
+  /** The open runs. */
+  values(): IterableIterator<T> {
+    return this.#runs.values();
+  }
+
+  has(runId: string): boolean {
+    return this.#runs.has(runId);
+  }
+
   set(runId: string, entry: T): void {
-    this.#runs.delete(runId);
-    this.#runs.set(runId, { entry, placedAt: entry.seenAt });
+    this.#runs.set(runId, entry);
+    // Every run already here is due no later than this one: a pending timer still comes first.
+    this.#timer ??= this.clock.setTimeout(() => this.#expire(), this.ttlMs);
   }
 
   get(runId: string): T | undefined {
-    return this.#runs.get(runId)?.entry;
+    return this.#runs.get(runId);
   }
 
-  /** Marks the run as alive now (a long stream is not abandoned while tokens arrive). */
-  touch(runId: string, now = performance.now()): T | undefined {
-    const slot = this.#runs.get(runId);
-    if (slot !== undefined) slot.entry.seenAt = now;
-    return slot?.entry;
+  /** Marks the run as alive now (a long stream is not abandoned while tokens arrive). O(1). */
+  touch(runId: string): T | undefined {
+    const entry = this.#runs.get(runId);
+    if (entry !== undefined) entry.seenAt = this.clock.now();
+    return entry;
   }
 
-  /** Removes and returns the entry, looking among recently forgotten runs too: a run ends once. */
+  /** Removes and returns the entry, looking among expired runs too: a run ends once. */
   take(runId: string): { entry: T; late: boolean } | undefined {
-    const slot = this.#runs.get(runId);
-    if (slot !== undefined) {
+    const entry = this.#runs.get(runId);
+    if (entry !== undefined) {
       this.#runs.delete(runId);
-      return { entry: slot.entry, late: false };
+      return { entry, late: false };
     }
     const forgotten = this.#forgotten.get(runId);
     if (forgotten === undefined) return undefined;
@@ -59,33 +68,28 @@ export class RunRegistry<T extends TimedEntry> {
     return { entry: forgotten, late: true };
   }
 
-  delete(runId: string): void {
-    this.#runs.delete(runId) || this.#forgotten.delete(runId);
+  /** Removes and returns the open runs that match, oldest first. */
+  removeIf(matches: (entry: T) => boolean): Array<[string, T]> {
+    const removed = [...this.#runs].filter(([, entry]) => matches(entry));
+    for (const [runId] of removed) this.#runs.delete(runId);
+    return removed;
   }
 
-  /**
-   * Moves runs not heard from for `ttlMs` aside (at most once per interval, so it can run on every
-   * start without a timer holding the owner alive); returns how many.
-   */
-  sweep(now = performance.now()): number {
-    if (now - this.#lastSweep < this.#sweepEveryMs) return 0;
-    this.#lastSweep = now;
-    let swept = 0;
-    for (const [runId, slot] of this.#runs) {
-      if (now - slot.placedAt < this.ttlMs) break; // this and every later one are too recent
-      this.#runs.delete(runId);
-      if (now - slot.entry.seenAt < this.ttlMs) {
-        // Heard from since it was placed: back to the end (iteration meets it again and stops there).
-        this.#runs.set(runId, { entry: slot.entry, placedAt: now });
+  #expire(): void {
+    this.#timer = undefined;
+    const now = this.clock.now();
+    let nextDue = Infinity;
+    for (const [runId, entry] of this.#runs) {
+      const due = entry.seenAt + this.ttlMs;
+      if (due > now) {
+        nextDue = Math.min(nextDue, due);
         continue;
       }
-      this.#forgotten.set(runId, slot.entry);
-      swept++;
+      this.#runs.delete(runId);
+      this.#forgotten.set(runId, entry);
+      if (this.#forgotten.size > FORGOTTEN_LIMIT) this.#forgotten.delete(this.#forgotten.keys().next().value as string);
+      this.onExpire(runId, entry);
     }
-    for (const runId of this.#forgotten.keys()) {
-      if (this.#forgotten.size <= FORGOTTEN_LIMIT) break;
-      this.#forgotten.delete(runId);
-    }
-    return swept;
+    if (nextDue !== Infinity) this.#timer = this.clock.setTimeout(() => this.#expire(), nextDue - now);
   }
 }

@@ -1,18 +1,32 @@
 import type { LLMResult } from "@langchain/core/outputs";
 
-/** Token counts for one model run, as the provider reported them. */
+/**
+ * Token counts for one model run, as the provider billed them. Every detail is part of a total:
+ * cache reads, cache writes and audio input are part of `input`; reasoning and audio output of `output`.
+ */
 export interface TokenUsage {
   /** All input tokens, cache reads and writes included (LangChain's convention for every provider). */
   input: number;
+  /** All output tokens, reasoning (thinking) included. */
   output: number;
-  /** Input tokens read from the provider's prompt cache (part of `input`). */
+  /** Input tokens read from the provider's prompt cache. */
   cacheRead?: number;
-  /** Input tokens written to the provider's prompt cache (part of `input`). */
+  /** Input tokens written to the provider's prompt cache, whatever their time to live. */
   cacheWrite?: number;
-  /** Reasoning tokens (part of `output`). */
+  /** Of `cacheWrite`, those written for 5 minutes (Anthropic, Bedrock), when the provider says. */
+  cacheWrite5m?: number;
+  /** Of `cacheWrite`, those written for 1 hour (priced higher than 5-minute writes), when the provider says. */
+  cacheWrite1h?: number;
+  /** Input tokens that were audio (priced apart from text). */
+  audioInput?: number;
+  /** Reasoning / thinking output tokens. */
   reasoning?: number;
-  /** True when the counts are LangChain's estimate, not the provider's report. */
-  estimated: boolean;
+  /** Output tokens that were audio (priced apart from text). */
+  audioOutput?: number;
+  /** The input count is an estimate, not the provider's report. */
+  inputEstimated: boolean;
+  /** The output count is an estimate, not the provider's report. */
+  outputEstimated: boolean;
 }
 
 /** Why a run's usage could not be read: each is a warning for the user, never an exception. */
@@ -51,7 +65,8 @@ function findUsageMetadata(generations: unknown): Record<string, unknown> | unde
   return undefined;
 }
 
-function fromUsageMetadata(usage: Record<string, unknown>): UsageResult {
+/** Reads LangChain's `UsageMetadata` (input_tokens, output_tokens, total_tokens and their details). */
+export function fromUsageMetadata(usage: Record<string, unknown>): UsageResult {
   const counts = inputAndOutput(usage.input_tokens, usage.output_tokens, usage.total_tokens);
   if (counts === undefined) return invalid("usage_metadata", usage.input_tokens, usage.output_tokens);
   const [input, output] = counts;
@@ -61,18 +76,22 @@ function fromUsageMetadata(usage: Record<string, unknown>): UsageResult {
     ok: true,
     where: "usage_metadata",
     usage: withDetails(
-      { input, output, estimated: false },
-      count(inputDetails.cache_read),
-      count(inputDetails.cache_creation),
-      count(outputDetails.reasoning),
+      { input, output, inputEstimated: false, outputEstimated: false },
+      {
+        cacheRead: count(inputDetails.cache_read),
+        cacheWrite: count(inputDetails.cache_creation),
+        // Anthropic-style TTL details, where an integration passes them on.
+        cacheWrite5m: count(inputDetails.ephemeral_5m_input_tokens),
+        cacheWrite1h: count(inputDetails.ephemeral_1h_input_tokens),
+        audioInput: count(inputDetails.audio),
+        reasoning: count(outputDetails.reasoning),
+        audioOutput: count(outputDetails.audio),
+      },
     ),
   };
 }
 
-function fromTokenUsage(
-  usage: Record<string, unknown>,
-  where: "tokenUsage" | "estimatedTokenUsage",
-): UsageResult {
+function fromTokenUsage(usage: Record<string, unknown>, where: "tokenUsage" | "estimatedTokenUsage"): UsageResult {
   const counts = inputAndOutput(
     usage.promptTokens ?? usage.prompt_tokens ?? usage.input_tokens,
     usage.completionTokens ?? usage.completion_tokens ?? usage.output_tokens,
@@ -80,22 +99,42 @@ function fromTokenUsage(
   );
   if (counts === undefined) return invalid(`llmOutput.${where}`, usage.promptTokens, usage.completionTokens);
   const [input, output] = counts;
-  return { ok: true, where, usage: { input, output, estimated: where === "estimatedTokenUsage" } };
+  const estimated = where === "estimatedTokenUsage";
+  return { ok: true, where, usage: { input, output, inputEstimated: estimated, outputEstimated: estimated } };
 }
 
-/** Details are kept only when they fit inside the totals they are part of. */
-function withDetails(
-  usage: TokenUsage,
-  cacheRead: number | undefined,
-  cacheWrite: number | undefined,
-  reasoning: number | undefined,
-): TokenUsage {
+export type UsageDetails = Partial<
+  Pick<TokenUsage, "cacheRead" | "cacheWrite" | "cacheWrite5m" | "cacheWrite1h" | "audioInput" | "reasoning" | "audioOutput">
+>;
+
+/**
+ * Sets the details that fit inside the totals they are part of, and drops the rest: a detail larger
+ * than its total is a report we cannot trust, and it must never move tokens between prices.
+ */
+export function withDetails(usage: TokenUsage, details: UsageDetails): TokenUsage {
+  const result: TokenUsage = { input: usage.input, output: usage.output, inputEstimated: usage.inputEstimated, outputEstimated: usage.outputEstimated };
+  const { cacheRead, cacheWrite, cacheWrite5m, cacheWrite1h, audioInput, reasoning, audioOutput } = details;
   if ((cacheRead ?? 0) + (cacheWrite ?? 0) <= usage.input) {
-    if (cacheRead) usage.cacheRead = cacheRead;
-    if (cacheWrite) usage.cacheWrite = cacheWrite;
+    if (cacheRead) result.cacheRead = cacheRead;
+    if (cacheWrite) {
+      result.cacheWrite = cacheWrite;
+      // The TTL split counts only when it accounts for every write.
+      if ((cacheWrite5m ?? 0) + (cacheWrite1h ?? 0) === cacheWrite) {
+        if (cacheWrite5m) result.cacheWrite5m = cacheWrite5m;
+        if (cacheWrite1h) result.cacheWrite1h = cacheWrite1h;
+      }
+    }
   }
-  if (reasoning && reasoning <= usage.output) usage.reasoning = reasoning;
-  return usage;
+  if (audioInput && audioInput <= usage.input) result.audioInput = audioInput;
+  if (reasoning && reasoning <= usage.output) result.reasoning = reasoning;
+  if (audioOutput && audioOutput <= usage.output) result.audioOutput = audioOutput;
+  return result;
+}
+
+/** The details of a usage, for re-applying them to corrected totals. */
+export function detailsOf(usage: TokenUsage): UsageDetails {
+  const { cacheRead, cacheWrite, cacheWrite5m, cacheWrite1h, audioInput, reasoning, audioOutput } = usage;
+  return { cacheRead, cacheWrite, cacheWrite5m, cacheWrite1h, audioInput, reasoning, audioOutput };
 }
 
 /**
@@ -113,7 +152,7 @@ function inputAndOutput(rawInput: unknown, rawOutput: unknown, rawTotal: unknown
 }
 
 /** A token count is a non-negative safe integer; a decimal string of one is accepted too. */
-function count(value: unknown): number | undefined {
+export function count(value: unknown): number | undefined {
   const n = typeof value === "string" && /^\d+$/.test(value) ? Number(value) : value;
   return typeof n === "number" && Number.isSafeInteger(n) && n >= 0 ? n : undefined;
 }
@@ -132,6 +171,6 @@ function describe(value: unknown): string {
   return String(value);
 }
 
-function isRecord(value: unknown): value is Record<string, unknown> {
+export function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }

@@ -120,7 +120,7 @@ const eventsIn = (stdout: string) =>
   stdout
     .split("\n")
     .filter((line) => line.trim().startsWith("ingesting event "))
-    .map((line) => JSON.parse(line.trim().slice("ingesting event ".length)) as { id: string; subject: string; data: { type: string; tokens: number } });
+    .map((line) => JSON.parse(line.trim().slice("ingesting event ".length)) as { id: string; subject: string; data: { type: string; tokens: number; status?: string; estimated?: boolean } });
 
 const cleanup: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -178,7 +178,7 @@ describe("ending the example agent (Ctrl-C, signals, an unreachable endpoint)", 
 
   // util-linux `script` gives the example a real terminal; without it this test cannot run.
   const hasScript = spawnSync("script", ["--version"]).status === 0;
-  it.skipIf(!hasScript)("Ctrl-C at a terminal while an answer streams: aborts it, says it is not metered, prints the invoice once and exits 0", async () => {
+  it.skipIf(!hasScript)("Ctrl-C at a terminal while an answer streams: aborts it, meters it as aborted, prints the invoice once and exits 0", async () => {
     const session = startExample({ OFFLINE_DELAY_MS: "150" }, { tty: true });
     await session.waitFor(/You: $/);
     session.write("hello\r");
@@ -190,10 +190,17 @@ describe("ending the example agent (Ctrl-C, signals, an unreachable endpoint)", 
     expect(timedOut, output).toBe(false);
     expect(code, output).toBe(0);
     expect(output).not.toContain("to talk to a real model"); // the answer was cut off, not waited for
-    expect(output).toMatch(/answer stopped by Ctrl-C.*not metered/i);
-    // The first answer's two events were delivered; the invoice comes once, after the answer, and nothing is asked after it.
-    expect(eventsIn(output)).toHaveLength(2);
-    expect(output).toContain("Delivered 2 events");
+    expect(output).toMatch(/answer stopped by Ctrl-C.*metered as aborted/i);
+    // The first answer's two events and the aborted one's two were delivered; the invoice comes once,
+    // after the answer, and nothing is asked after it.
+    const events = eventsIn(output);
+    expect(events.map((e) => [e.data?.type, e.data?.status, e.data?.estimated])).toEqual([
+      ["input", undefined, undefined],
+      ["output", undefined, undefined],
+      ["input", "aborted", true],
+      ["output", "aborted", true],
+    ]);
+    expect(output).toContain("Delivered 4 events");
     expect(count(output, /Invoice preview/)).toBe(1);
     expect(output.indexOf("Invoice preview")).toBeGreaterThan(output.indexOf("answer stopped by Ctrl-C"));
     expect(output.slice(output.indexOf("Invoice preview"))).not.toContain("You:");
@@ -221,8 +228,8 @@ describe("ending the example agent (Ctrl-C, signals, an unreachable endpoint)", 
     const { code, signal, timedOut, output, stderr } = await session.exit(15_000);
     expect({ code, signal, timedOut }, `${output}\n${stderr}`).toEqual({ code: 0, signal: null, timedOut: false });
     expect(output).not.toContain("to talk to a real model");
-    expect(output).toMatch(/answer stopped by SIGTERM.*not metered/i);
-    expect(output).toContain("Delivered 2 events");
+    expect(output).toMatch(/answer stopped by SIGTERM.*metered as aborted/i);
+    expect(output).toContain("Delivered 4 events");
     expect(count(output, /Invoice preview/)).toBe(1);
   }, 30_000);
 
@@ -259,7 +266,7 @@ describe("examples/options.ts (the README's option groups)", () => {
     const { code, stdout, stderr } = await runExample("", {}, "examples/options.ts");
     expect(code, stderr).toBe(0);
     expect(stdout).toContain('acme support-bot llm.tokens {"type":"input","tokens":200,"model":"cached-model","provider":"example","tier":"pro"}');
-    expect(stdout).toContain('acme support-bot llm.tokens {"type":"input_cached","tokens":1000');
+    expect(stdout).toContain('acme support-bot llm.tokens {"type":"cache_read","tokens":1000');
     expect(stdout.match(/^ {2}(globex|initech|internal) langchain kong\.llm_request \{"type":"input"/gm)).toHaveLength(3);
     expect(stdout).toContain("3 requests, answered 503, 503, 204");
     expect(stdout).toMatch(/endpoint down: 2 events wait on disk[\s\S]*endpoint back: the next client delivered 2 events left by the first/);

@@ -4,7 +4,8 @@ import { RunnableLambda } from "@langchain/core/runnables";
 import { ChatPromptTemplate } from "@langchain/core/prompts";
 import { StringOutputParser } from "@langchain/core/output_parsers";
 import { describe, expect, it } from "vitest";
-import { MeteringCallbackHandler } from "langchain-openmeter";
+import { MeteringCallbackHandler, type UnbilledCall } from "langchain-openmeter";
+import { TestClock } from "langchain-openmeter/testing";
 import { MemorySink, recordingLogger } from "./support/memory-sink";
 import { ScriptedChatModel, usage } from "./support/scripted-model";
 
@@ -70,17 +71,29 @@ describe("MeteringCallbackHandler: events", () => {
     expect(sink.events[1]!.data).not.toHaveProperty("cached_tokens");
   });
 
-  it("splits cached input into its own event types when asked, keeping the sum", async () => {
-    const { sink, handler } = setup({ splitCachedInput: true });
-    const model = new ScriptedChatModel(() => ({ usage: usage(1000, 300, { cacheRead: 600, cacheWrite: 100 }) }), "m", "anthropic", {
+  it("splitTokenTypes: disjoint buckets named after OpenMeter's token types, adding up to the total", async () => {
+    const { sink, handler } = setup({ splitTokenTypes: true });
+    const model = new ScriptedChatModel(() => ({ usage: usage(1000, 300, { cacheRead: 600, cacheWrite: 100, reasoning: 120 }) }), "m", "p", {
       callbacks: [handler],
     });
     await model.invoke("x", { metadata: { subject: "acme" } });
     await handler.flush();
-    const byType = Object.fromEntries(sink.events.map((e) => [e.data!.type, e.data!.tokens]));
-    expect(byType).toEqual({ input: 300, input_cached: 600, input_cache_write: 100, output: 300 });
-    expect(sink.events.map((e) => e.id.split("-").pop())).toEqual(["input", "output", "input_cached", "input_cache_write"]);
-    expect(new Set(sink.events.map((e) => e.id)).size).toBe(4);
+    expect(sink.events.map((e) => [e.id.slice(e.id.lastIndexOf("-") + 1), e.data!.type, e.data!.tokens])).toEqual([
+      ["input", "input", 300],
+      ["output", "output", 180],
+      ["cache_read", "cache_read", 600],
+      ["cache_write", "cache_write", 100],
+      ["reasoning", "reasoning", 120],
+    ]);
+    expect(sink.events.reduce((sum, e) => sum + (e.data!.tokens as number), 0)).toBe(1300);
+    // The details that became buckets do not ride along a second time.
+    expect(sink.events.some((e) => "cached_tokens" in e.data! || "reasoning_tokens" in e.data!)).toBe(false);
+  });
+
+  it("splitCachedInput (the old name) is refused with the new one", () => {
+    expect(() => new MeteringCallbackHandler({ client: new MemorySink(), splitCachedInput: true as never })).toThrow(
+      "`splitCachedInput` was renamed `splitTokenTypes`",
+    );
   });
 
   it("takes usage once per run when n > 1 (every generation carries the same object)", async () => {
@@ -260,14 +273,18 @@ describe("MeteringCallbackHandler: runs that do not end normally", () => {
     expect(handler.stats()).toMatchObject({ failed: 1, open: 0 });
   });
 
-  it("forgets runs that never end after runTimeoutMs, and still bills one that ends late", async () => {
-    const { sink, handler, warnings } = setup({ runTimeoutMs: 1000 });
+  it("forgets runs that never end after runTimeoutMs, on a timer, and still bills one that ends late", async () => {
+    const clock = new TestClock();
+    const unbilled: UnbilledCall[] = [];
+    const { sink, handler, warnings } = setup({ runTimeoutMs: 1000, clock, onUnbilled: (call: UnbilledCall) => unbilled.push(call) });
     handler.handleChatModelStart({} as never, [], "run-slow", undefined, {}, [], { subject: "acme", ls_model_name: "m" });
     expect(handler.stats().open).toBe(1);
-    await new Promise((resolve) => setTimeout(resolve, 1100));
-    // Sweeping happens as runs start (no timer holds the handler alive).
-    handler.handleChatModelStart({} as never, [], "run-next", undefined, {}, [], { subject: "acme" });
-    expect(handler.stats()).toMatchObject({ open: 1, abandoned: 1 });
+    await clock.advance(999);
+    expect(handler.stats()).toMatchObject({ open: 1, abandoned: 0 });
+    // No other call starts: the timer alone settles it. Nothing of it was seen, so nothing is billed.
+    await clock.advance(1);
+    expect(handler.stats()).toMatchObject({ open: 0, abandoned: 1 });
+    expect(unbilled).toEqual([expect.objectContaining({ reason: "abandoned", runId: "run-slow", model: "m", subject: "acme" })]);
 
     handler.handleLLMEnd({ generations: [[{ text: "", message: { usage_metadata: usage(5, 6) } } as never]] }, "run-slow");
     expect(sink.events.map((e) => [e.id, e.data!.tokens])).toEqual([
@@ -276,17 +293,43 @@ describe("MeteringCallbackHandler: runs that do not end normally", () => {
     ]);
     expect(handler.stats()).toMatchObject({ lateEnds: 1 });
     expect(warnings.join("\n")).toMatch(/ran longer than runTimeoutMs \(1000 ms\).*raise runTimeoutMs/);
+    expect(clock.pendingTimers).toBe(0); // nothing left to watch: no timer
+  });
+
+  it("a stream billed as aborted after runTimeoutMs that ends after all: not billed again, and the user told", async () => {
+    const clock = new TestClock();
+    const { sink, handler, warnings } = setup({ runTimeoutMs: 1000, clock });
+    handler.handleChatModelStart({} as never, [], "run-paused", undefined, {}, [], { subject: "acme", ls_model_name: "m" });
+    handler.handleLLMNewToken("some text", {} as never, "run-paused");
+    await clock.advance(1000);
+    expect(sink.events.map((e) => e.id)).toEqual(["run-paused-input", "run-paused-output"]);
+    handler.handleLLMEnd({ generations: [[{ text: "", message: { usage_metadata: usage(50, 60) } } as never]] }, "run-paused");
+    expect(sink.events).toHaveLength(2);
+    expect(warnings.join("\n")).toMatch(/run-paused ended after runTimeoutMs .*already been billed as aborted.*Raise runTimeoutMs/);
+  });
+
+  it("an end without usage after bare tokens (an answer announced, not streamed): no usage, not an estimate", () => {
+    const { sink, handler, warnings } = setup();
+    handler.handleChatModelStart({} as never, [], "run-announced", undefined, {}, [], { subject: "acme", ls_model_name: "m" });
+    handler.handleLLMNewToken("the whole answer", {} as never, "run-announced"); // as @langchain/google-genai's invoke does
+    handler.handleLLMEnd({ generations: [[{ text: "the whole answer" } as never]] }, "run-announced");
+    expect(sink.events).toEqual([]);
+    expect(handler.stats()).toMatchObject({ missingUsage: 1, unfinished: 0 });
+    expect(warnings.join("\n")).toMatch(/no token usage/);
   });
 
   it("keeps a long stream alive while its tokens arrive", async () => {
-    const { handler } = setup({ runTimeoutMs: 1000 });
+    const clock = new TestClock();
+    const { handler } = setup({ runTimeoutMs: 1000, clock });
     handler.handleChatModelStart({} as never, [], "run-stream", undefined, {}, [], { subject: "acme" });
     for (let i = 0; i < 4; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 400));
+      await clock.advance(400);
       handler.handleLLMNewToken("t", {} as never, "run-stream");
     }
-    handler.handleChatModelStart({} as never, [], "run-other", undefined, {}, [], { subject: "acme" });
-    expect(handler.stats()).toMatchObject({ open: 2, abandoned: 0 });
+    expect(handler.stats()).toMatchObject({ open: 1, abandoned: 0, unfinished: 0 });
+    // Silent for runTimeoutMs after its last token: settled as an aborted stream, from what was seen.
+    await clock.advance(1000);
+    expect(handler.stats()).toMatchObject({ open: 0, abandoned: 0, unfinished: 1 });
   });
 
   it("never throws into the user's call, even when the sink does", async () => {
@@ -333,7 +376,8 @@ describe("MeteringCallbackHandler: options", () => {
   it("names the option and what is allowed", () => {
     const client = new MemorySink();
     expect(() => new MeteringCallbackHandler({ client, source: "" })).toThrow("`source` must not be empty");
-    expect(() => new MeteringCallbackHandler({ client, source: "my app" })).toThrow("`source` must be a URI-reference");
+    expect(() => new MeteringCallbackHandler({ client, source: "my app" })).toThrow("`source` contains a space or other whitespace at position 2");
+    expect(() => new MeteringCallbackHandler({ client, source: "my_app:prod" })).toThrow(/`source` contains ":" at position 7/);
     expect(() => new MeteringCallbackHandler({ client, includeMetadata: "yes" as never })).toThrow(/`includeMetadata` must be true, false, or a list/);
     expect(() => new MeteringCallbackHandler({ client, subjectkey: "x" } as never)).toThrow("unknown option `subjectkey` (did you mean `subjectKey`?)");
     expect(() => new MeteringCallbackHandler({ client: {} as never })).toThrow(/`client` must have enqueue\(\), flush\(\) and shutdown\(\)/);
@@ -342,7 +386,7 @@ describe("MeteringCallbackHandler: options", () => {
       "`apiKey` was given twice (as an argument and in the options): pass it once",
     );
     // A wrong primitive type gets the option's own message, not "must be an object".
-    expect(() => new MeteringCallbackHandler({ client, splitCachedInput: "yes" as never })).toThrow("`splitCachedInput` must be true or false");
+    expect(() => new MeteringCallbackHandler({ client, splitTokenTypes: "yes" as never })).toThrow("`splitTokenTypes` must be true or false");
     expect(() => new MeteringCallbackHandler({ client, source: 5 as never })).toThrow("`source` must be a string");
     expect(() => new MeteringCallbackHandler({ client, includeMetadata: [""] })).toThrow("`includeMetadata` keys must be non-empty strings");
   });
@@ -386,14 +430,17 @@ describe("MeteringCallbackHandler: with its own ingest client", () => {
   it("reports, with the events, a call that ends after shutdown() finished", async () => {
     const log = recordingLogger();
     const errors: Array<{ kind: string; events: unknown[] }> = [];
+    const clock = new TestClock();
     const handler = new MeteringCallbackHandler({
       url: "http://127.0.0.1:9/api/v1/events",
       logger: log.logger,
       flushOnExit: false,
+      handleSignals: false,
+      clock,
       onError: (error) => errors.push(error),
     });
     handler.handleChatModelStart({} as never, [], "run-late", undefined, {}, [], { subject: "acme" });
-    await handler.shutdown(); // waits a few seconds for the open run, then gives up on it
+    await clock.advanceUntil(handler.shutdown()); // waits shutdownTimeoutMs on the clock for the open run, then gives up on it
     handler.handleLLMEnd({ generations: [[{ text: "", message: { usage_metadata: usage(1, 2) } } as never]] }, "run-late");
     expect(errors.map((e) => [e.kind, e.events.length])).toEqual([["refused", 2]]);
     expect(log.errors.join("\n")).toMatch(/not delivered: the call was still running when shutdown\(\) finished \(run-late-input acme 1, run-late-output acme 2\)/);
@@ -401,6 +448,21 @@ describe("MeteringCallbackHandler: with its own ingest client", () => {
     handler.handleChatModelStart({} as never, [], "run-after", undefined, {}, [], { subject: "acme" });
     expect(handler.stats().open).toBe(0);
     expect(log.warnings.join("\n")).toMatch(/started after shutdown\(\) was not metered/);
+  });
+
+  it("shutdown(): a stream silent through the drain is billed as aborted; one that never streamed is left to end", async () => {
+    const clock = new TestClock();
+    const { sink, handler, warnings } = setup({ clock, handleSignals: false });
+    handler.handleChatModelStart({} as never, [], "run-broken-off", undefined, {}, [], { subject: "acme", ls_model_name: "m" });
+    handler.handleLLMNewToken("partial answer", {} as never, "run-broken-off");
+    handler.handleChatModelStart({} as never, [], "run-invoke", undefined, {}, [], { subject: "acme", ls_model_name: "m" });
+    await clock.advanceUntil(handler.shutdown()); // waits shutdownTimeoutMs for the call that may still end, then settles the silent stream
+    expect(sink.events.map((e) => [e.id, e.data!.status, e.data!.estimated])).toEqual([
+      ["run-broken-off-input", "aborted", true],
+      ["run-broken-off-output", "aborted", true],
+    ]);
+    expect(handler.stats()).toMatchObject({ unfinished: 1, open: 1 });
+    expect(warnings.join("\n")).toMatch(/run-broken-off \(model m\) was still open when shutdown\(\) finished waiting.*billed as aborted/);
   }, 15_000);
 
   it("delivers to an OpenMeter-compatible endpoint, counts it, and refuses runs after shutdown", async () => {

@@ -336,11 +336,22 @@ describe("run sequences", () => {
     expect(sink.events.map((e) => e.id)).toEqual(["dup-input", "dup-output"]);
   });
 
-  it("a run id replayed after it ended (e.g. a retried job): same ids, so OpenMeter de-duplicates the repeat", () => {
-    const { sink, run } = setup();
+  it("a run id passed to a second call after the first ended: the second is billed under its own ids, and the user told", () => {
+    const { sink, run, handler, warnings } = setup();
     run({ subject: "acme" }, reported(usage(5, 6)), "replayed");
-    run({ subject: "acme" }, reported(usage(5, 6)), "replayed");
-    expect(sink.events.map((e) => e.id)).toEqual(["replayed-input", "replayed-output", "replayed-input", "replayed-output"]);
+    run({ subject: "acme" }, reported(usage(7, 8)), "replayed");
+    run({ subject: "acme" }, reported(usage(1, 2)), "replayed");
+    // The provider billed three calls: same ids would have let de-duplication keep only the first.
+    expect(sink.events.map((e) => [e.id, e.data!.tokens])).toEqual([
+      ["replayed-input", 5],
+      ["replayed-output", 6],
+      ["replayed~2-input", 7],
+      ["replayed~2-output", 8],
+      ["replayed~3-input", 1],
+      ["replayed~3-output", 2],
+    ]);
+    expect(handler.stats().duplicateRunIds).toBe(2);
+    expect(warnings.filter((w) => w.includes("run id replayed was passed to more than one model call"))).toHaveLength(1);
   });
 
   it("one handler on many models at once: each run billed with its own model and usage", async () => {

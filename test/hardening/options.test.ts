@@ -253,7 +253,7 @@ describe("constructor forms with wrong types", () => {
 
   it("handler options of the wrong type name the option and what it must be", () => {
     const client = new MemorySink();
-    expect(() => new MeteringCallbackHandler({ client, splitCachedInput: "yes" as never })).toThrow("`splitCachedInput` must be true or false");
+    expect(() => new MeteringCallbackHandler({ client, splitTokenTypes: "yes" as never })).toThrow("`splitTokenTypes` must be true or false");
     expect(() => new MeteringCallbackHandler({ client, resolveSubject: "subject" as never })).toThrow(/`resolveSubject` must be a function/);
     expect(() => new MeteringCallbackHandler({ client, logger: console.log as never })).toThrow(/`logger` must have warn\(message\) and error\(message\)/);
     expect(() => new MeteringCallbackHandler({ client, defaultSubject: "   " })).toThrow("`defaultSubject` must not be empty");

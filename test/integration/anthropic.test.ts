@@ -25,7 +25,8 @@ const base = { model: MODEL, provider: "anthropic" };
 
 // Anthropic's input_tokens excludes the cache; LangChain's (and the event's) input includes it.
 const usage = { input_tokens: 100, cache_read_input_tokens: 1000, cache_creation_input_tokens: 200, output_tokens: 50 };
-const billed = { input: 1300, output: 50, cached: 1000, cacheWrite: 200 };
+// The fake writes the cache for 5 minutes unless told otherwise (usage.cache_creation).
+const billed = { input: 1300, output: 50, cached: 1000, cacheWrite: 200, cacheWrite5m: 200 };
 
 /** A bystander handler that switches ChatModel invoke onto the content-block stream-events protocol. */
 class StreamEventsPreferrer extends BaseCallbackHandler {
@@ -137,7 +138,7 @@ describe("ChatAnthropic + MeteringCallbackHandler", () => {
     expect(state.messages.at(-1)?.content).toBe("It is sunny in Paris.");
     const [first, second] = runIdsOf(sink.events);
     expect(sink.events).toEqual([
-      ...expectedEvents(first!, { subject: "agent-co", ...base, input: 134, output: 30, cacheWrite: 64 }),
+      ...expectedEvents(first!, { subject: "agent-co", ...base, input: 134, output: 30, cacheWrite: 64, cacheWrite5m: 64 }),
       ...expectedEvents(second!, { subject: "agent-co", ...base, input: 144, output: 9, cached: 64 }),
     ]);
   });
@@ -151,18 +152,21 @@ describe("ChatAnthropic + MeteringCallbackHandler", () => {
     expect(handler.stats()).toMatchObject({ failed: 1, open: 0, metered: 0 });
   });
 
-  it("an overloaded error event mid-stream: no events, the run is freed", async () => {
+  it("an overloaded error event mid-stream: billed as an error, message_start's input exact, the output estimated", async () => {
     const { sink, handler } = meteringSetup();
-    fake.enqueue({ text: "one two three", streamFailure: { afterEvents: 3, mode: "error-event" } });
+    fake.enqueue({ text: "one two three", streamFailure: { afterEvents: 4, mode: "error-event" } });
+    const runId = newRunId();
     const drain = async () => {
-      for await (const _ of await anthropic({ callbacks: [handler] }).stream("x", { metadata: { subject: "acme" } })) {
+      for await (const _ of await anthropic({ callbacks: [handler] }).stream("x", { runId, metadata: { subject: "acme" } })) {
         // drain
       }
     };
     await expect(drain()).rejects.toThrow(/Overloaded/);
     await handler.flush();
-    expect(sink.events).toEqual([]);
-    expect(handler.stats()).toMatchObject({ failed: 1, open: 0 });
+    const start = fake.requests[0]!.reply.startUsage!;
+    // Anthropic billed message_start's input; of the output only "one " arrived (1 token at 4 characters a token).
+    expect(sink.events).toEqual(expectedEvents(runId, { subject: "acme", ...base, input: start.input_tokens, output: 1, status: "error", outputEstimated: true }));
+    expect(handler.stats()).toMatchObject({ failed: 0, unfinished: 1, open: 0 });
   });
 });
 

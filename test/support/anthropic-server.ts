@@ -5,12 +5,17 @@
  * events (`event: message_start` + `data:`; the SDK drops data lines without an event line), tool_use
  * blocks, and Anthropic's error envelope.
  *
+ * Shapes from @anthropic-ai/sdk 0.122 resources/messages/messages.d.ts: `Usage` (with `cache_creation`
+ * by TTL, `server_tool_use`, `output_tokens_details`), `MessageDeltaUsage` (cumulative), the
+ * `RawMessageStreamEvent`s, and the `ServerToolUseBlock` / `WebSearchToolResultBlock` / thinking blocks.
+ *
  * Point ChatAnthropic at it with
  *   new ChatAnthropic({ model: "claude-sonnet-4-5", apiKey: "test", maxRetries: 0, anthropicApiUrl: fake.baseURL })
  * (`clientOptions: { baseURL: fake.baseURL }` works too; `anthropicApiUrl` wins when both are set).
  */
 import type { ServerResponse } from "node:http";
 import {
+  createGate,
   fakeId,
   type IncomingJsonRequest,
   roughTokenCount,
@@ -30,6 +35,8 @@ export interface AnthropicUsage {
   cache_read_input_tokens: number | null;
   cache_creation?: { ephemeral_5m_input_tokens: number; ephemeral_1h_input_tokens: number } | null;
   output_tokens: number;
+  output_tokens_details?: { thinking_tokens: number } | null;
+  server_tool_use?: { web_search_requests: number; web_fetch_requests: number } | null;
   service_tier?: "standard" | "priority" | "batch" | null;
 }
 
@@ -82,6 +89,17 @@ export interface AnthropicReply {
   messageDeltaUsage?: "cumulative" | "output_only";
   /** Streaming: send a `ping` event after the first content_block_start. Default true. */
   ping?: boolean;
+  /**
+   * Streaming: message_start's usage where it differs from the final one (after a server tool ran the
+   * final, cumulative input exceeds message_start's). Default: the final usage, output 1.
+   */
+  startUsage?: AnthropicUsageOverride;
+  /** Streaming: how many `message_delta` events carry the (cumulative) usage. Default 1. */
+  messageDeltas?: number;
+  /** Server tools run before the answer: a server_tool_use block and its result block each. */
+  serverTools?: Array<{ name: "web_search" | "web_fetch"; query: string }>;
+  /** A thinking block before the text. */
+  thinking?: string;
   /** The served model. Default: the requested model. */
   model?: string;
   headers?: Record<string, string>;
@@ -89,6 +107,8 @@ export interface AnthropicReply {
   chunkDelayMs?: number;
   error?: AnthropicErrorSpec;
   streamFailure?: AnthropicStreamFailure;
+  /** Streaming: after this many SSE events, wait for `fake.release()` before going on. */
+  holdAfterEvents?: number;
 }
 
 export interface AnthropicRequest {
@@ -121,6 +141,10 @@ export interface AnthropicFake {
   requests: AnthropicExchange[];
   enqueue(...replies: AnthropicReply[]): void;
   respondWith(responder: AnthropicResponder): void;
+  /** Lets streams held by `holdAfterEvents` go on. */
+  release(): void;
+  /** How many streams are held right now. */
+  readonly held: number;
   close(): Promise<void>;
 }
 
@@ -179,6 +203,7 @@ export async function startAnthropicServer(options: AnthropicFakeOptions = {}): 
   let responder: AnthropicResponder = options.respond ?? (() => ({}));
   const requireHeaders = options.requireHeaders ?? true;
   const requests: AnthropicExchange[] = [];
+  const gate = createGate();
 
   const handle = async (req: IncomingJsonRequest, res: ServerResponse) => {
     const body = (req.body && typeof req.body === "object" ? req.body : {}) as Record<string, any>;
@@ -225,9 +250,28 @@ export async function startAnthropicServer(options: AnthropicFakeOptions = {}): 
       output_tokens:
         o.output_tokens ??
         Math.max(1, roughTokenCount(text ?? "") + toolUses.reduce((s, t) => s + roughTokenCount(t.name + JSON.stringify(t.input)), 0)),
+      output_tokens_details: o.output_tokens_details !== undefined ? o.output_tokens_details : null,
+      server_tool_use:
+        o.server_tool_use !== undefined
+          ? o.server_tool_use
+          : {
+              web_search_requests: (reply.serverTools ?? []).filter((t) => t.name === "web_search").length,
+              web_fetch_requests: (reply.serverTools ?? []).filter((t) => t.name === "web_fetch").length,
+            },
       service_tier: o.service_tier !== undefined ? o.service_tier : "standard",
     };
+    const serverBlocks = (reply.serverTools ?? []).flatMap((t) => {
+      const id = fakeId("srvtoolu_01", 22);
+      const result =
+        t.name === "web_search"
+          ? { type: "web_search_tool_result", tool_use_id: id, content: [{ type: "web_search_result", url: "https://example.com/", title: "Example", encrypted_content: "EqgfCioIARgBIiQ3", page_age: null }] }
+          : { type: "web_fetch_tool_result", tool_use_id: id, content: { type: "web_fetch_result", url: "https://example.com/", content: { type: "document", source: { type: "text", media_type: "text/plain", data: "Example" } }, retrieved_at: null } };
+      return [{ type: "server_tool_use", id, name: t.name, input: { query: t.query } }, result];
+    });
+    const thinkingBlocks = reply.thinking !== undefined ? [{ type: "thinking", thinking: reply.thinking, signature: "EuYBCkQYAiJA" }] : [];
     const content = [
+      ...thinkingBlocks,
+      ...serverBlocks,
       ...(text !== null ? [{ type: "text", text }] : []),
       ...toolUses.map((t) => ({ type: "tool_use", id: t.id, name: t.name, input: t.input })),
     ];
@@ -245,7 +289,13 @@ export async function startAnthropicServer(options: AnthropicFakeOptions = {}): 
       return;
     }
 
-    const startUsage: AnthropicUsage = { ...usage, output_tokens: reply.startOutputTokens ?? 1 };
+    const startUsage: AnthropicUsage = {
+      ...usage,
+      server_tool_use: { web_search_requests: 0, web_fetch_requests: 0 },
+      output_tokens_details: null,
+      ...reply.startUsage,
+      output_tokens: reply.startUsage?.output_tokens ?? reply.startOutputTokens ?? 1,
+    };
     exchange.reply = { status: 200, model, id, usage, startUsage };
     const events: Array<[string, unknown]> = [];
     events.push([
@@ -261,6 +311,24 @@ export async function startAnthropicServer(options: AnthropicFakeOptions = {}): 
       pinged = true;
     };
     let index = 0;
+    for (const block of [...thinkingBlocks, ...serverBlocks] as Array<Record<string, unknown> & { type: string }>) {
+      if (block.type === "thinking") {
+        events.push(["content_block_start", { type: "content_block_start", index, content_block: { type: "thinking", thinking: "", signature: "" } }]);
+        ping();
+        for (const piece of splitIntoDeltas(String(block.thinking))) {
+          events.push(["content_block_delta", { type: "content_block_delta", index, delta: { type: "thinking_delta", thinking: piece } }]);
+        }
+        events.push(["content_block_delta", { type: "content_block_delta", index, delta: { type: "signature_delta", signature: block.signature } }]);
+      } else if (block.type === "server_tool_use") {
+        events.push(["content_block_start", { type: "content_block_start", index, content_block: { ...block, input: {} } }]);
+        ping();
+        events.push(["content_block_delta", { type: "content_block_delta", index, delta: { type: "input_json_delta", partial_json: JSON.stringify(block.input) } }]);
+      } else {
+        events.push(["content_block_start", { type: "content_block_start", index, content_block: block }]);
+      }
+      events.push(["content_block_stop", { type: "content_block_stop", index }]);
+      index += 1;
+    }
     if (text !== null) {
       events.push(["content_block_start", { type: "content_block_start", index, content_block: { type: "text", text: "" } }]);
       ping();
@@ -281,21 +349,34 @@ export async function startAnthropicServer(options: AnthropicFakeOptions = {}): 
       events.push(["content_block_stop", { type: "content_block_stop", index }]);
       index += 1;
     }
-    const deltaUsage =
-      (reply.messageDeltaUsage ?? "cumulative") === "cumulative"
-        ? {
-            input_tokens: usage.input_tokens,
-            cache_creation_input_tokens: usage.cache_creation_input_tokens,
-            cache_read_input_tokens: usage.cache_read_input_tokens,
-            output_tokens: usage.output_tokens,
-          }
-        : { output_tokens: usage.output_tokens };
-    events.push(["message_delta", { type: "message_delta", delta: { stop_reason: stopReason, stop_sequence: null }, usage: deltaUsage }]);
+    // Every message_delta's usage is cumulative (MessageDeltaUsage): with several, the output grows
+    // to the final count, and only the last says why the message stopped.
+    const deltas = Math.max(1, reply.messageDeltas ?? 1);
+    for (let i = 1; i <= deltas; i++) {
+      const output = i === deltas ? usage.output_tokens : Math.max(startUsage.output_tokens, Math.floor((usage.output_tokens * i) / deltas));
+      const deltaUsage =
+        (reply.messageDeltaUsage ?? "cumulative") === "cumulative"
+          ? {
+              input_tokens: usage.input_tokens,
+              cache_creation_input_tokens: usage.cache_creation_input_tokens,
+              cache_read_input_tokens: usage.cache_read_input_tokens,
+              output_tokens: output,
+              output_tokens_details: usage.output_tokens_details ?? null,
+              server_tool_use: usage.server_tool_use ?? null,
+            }
+          : { output_tokens: output };
+      const last = i === deltas;
+      events.push([
+        "message_delta",
+        { type: "message_delta", delta: { stop_reason: last ? stopReason : null, stop_sequence: null }, usage: deltaUsage },
+      ]);
+    }
     events.push(["message_stop", { type: "message_stop" }]);
 
     startSse(res, headers);
     let sent = 0;
     for (const [event, data] of events) {
+      if (reply.holdAfterEvents !== undefined && sent === reply.holdAfterEvents) await gate.wait();
       if (reply.streamFailure && sent >= reply.streamFailure.afterEvents) return failStream(res, reply.streamFailure);
       writeSse(res, data, event);
       sent += 1;
@@ -313,6 +394,10 @@ export async function startAnthropicServer(options: AnthropicFakeOptions = {}): 
     },
     respondWith: (next) => {
       responder = next;
+    },
+    release: () => gate.release(),
+    get held() {
+      return gate.waiting;
     },
     close: () => server.close(),
   };

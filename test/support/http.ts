@@ -154,3 +154,22 @@ export function fakeId(prefix: string, length = 24): string {
   for (let i = 0; i < length; i += 1) random += alphabet[Math.floor(Math.random() * alphabet.length)];
   return `${prefix}${counter.toString(36)}${random}`.slice(0, prefix.length + length);
 }
+
+/**
+ * Where a fake holds a stream part-way until the test says go on: `wait()` parks the stream,
+ * `release()` lets every parked stream continue. No timers: the test decides when.
+ */
+export function createGate(): { wait(): Promise<void>; release(): void; readonly waiting: number } {
+  let waiters: Array<() => void> = [];
+  return {
+    wait: () => new Promise<void>((resolve) => waiters.push(resolve)),
+    release() {
+      const parked = waiters;
+      waiters = [];
+      for (const resolve of parked) resolve();
+    },
+    get waiting() {
+      return waiters.length;
+    },
+  };
+}

@@ -5,6 +5,8 @@ interface ProviderFake {
   close(): Promise<void>;
   requests: unknown[];
   respondWith(responder: () => object): void;
+  /** Lets streams the fake holds part-way go on. */
+  release?(): void;
 }
 
 /**
@@ -21,6 +23,7 @@ export function useProviderFake<F extends ProviderFake>(start: () => Promise<F>,
     assign(fake);
   });
   afterEach(() => {
+    fake.release?.();
     fake.requests.length = 0;
     fake.respondWith(() => ({}));
   });

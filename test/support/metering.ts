@@ -30,7 +30,18 @@ export interface ExpectedRun {
   responseModel?: string;
   cached?: number;
   cacheWrite?: number;
+  /** Of the cache writes, those with a 5-minute / 1-hour TTL. */
+  cacheWrite5m?: number;
+  cacheWrite1h?: number;
+  audioInput?: number;
   reasoning?: number;
+  audioOutput?: number;
+  /** A call that did not finish. */
+  status?: "aborted" | "error";
+  inputEstimated?: boolean;
+  outputEstimated?: boolean;
+  /** The id the events derive from, when not the run id (a reused run id). */
+  billingId?: string;
   /** User metadata expected in `data` (exactly: anything else there fails the assertion). */
   extra?: Record<string, unknown>;
 }
@@ -41,8 +52,10 @@ export function expectedEvents(runId: string, run: ExpectedRun): [CloudEvent, Cl
     model: run.model,
     provider: run.provider,
     ...(run.responseModel !== undefined ? { response_model: run.responseModel } : {}),
+    ...(run.status !== undefined ? { status: run.status } : {}),
     ...run.extra,
   };
+  const id = run.billingId ?? runId;
   const envelope = {
     specversion: "1.0",
     source: "langchain",
@@ -53,26 +66,60 @@ export function expectedEvents(runId: string, run: ExpectedRun): [CloudEvent, Cl
   return [
     {
       ...envelope,
-      id: `${runId}-input`,
+      id: `${id}-input`,
       data: {
         type: "input",
         tokens: run.input,
         ...common,
         ...(run.cached !== undefined ? { cached_tokens: run.cached } : {}),
         ...(run.cacheWrite !== undefined ? { cache_write_tokens: run.cacheWrite } : {}),
+        ...(run.cacheWrite5m !== undefined ? { cache_write_5m_tokens: run.cacheWrite5m } : {}),
+        ...(run.cacheWrite1h !== undefined ? { cache_write_1h_tokens: run.cacheWrite1h } : {}),
+        ...(run.audioInput !== undefined ? { audio_tokens: run.audioInput } : {}),
+        ...(run.inputEstimated ? { estimated: true } : {}),
       },
     },
     {
       ...envelope,
-      id: `${runId}-output`,
-      data: { type: "output", tokens: run.output, ...common, ...(run.reasoning !== undefined ? { reasoning_tokens: run.reasoning } : {}) },
+      id: `${id}-output`,
+      data: {
+        type: "output",
+        tokens: run.output,
+        ...common,
+        ...(run.reasoning !== undefined ? { reasoning_tokens: run.reasoning } : {}),
+        ...(run.audioOutput !== undefined ? { audio_tokens: run.audioOutput } : {}),
+        ...(run.outputEstimated ? { estimated: true } : {}),
+      },
     },
   ] as [CloudEvent, CloudEvent];
 }
 
-/** The events of one run, input first. */
+/** The token events of one run, input first. */
 export function eventsOfRun(events: readonly CloudEvent[], runId: string): CloudEvent[] {
   return events.filter((e) => e.id === `${runId}-input` || e.id === `${runId}-output`);
+}
+
+/** The server tool request event a run must produce. */
+export function expectedToolEvent(
+  runId: string,
+  run: { subject: string; model: string; provider: string; responseModel?: string; tool: string; requests: number; extra?: Record<string, unknown> },
+): CloudEvent {
+  return {
+    specversion: "1.0",
+    id: `${runId}-tool-${run.tool}`,
+    source: "langchain",
+    type: "llm.server_tool_request",
+    subject: run.subject,
+    time: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/),
+    data: {
+      tool: run.tool,
+      requests: run.requests,
+      model: run.model,
+      provider: run.provider,
+      ...(run.responseModel !== undefined ? { response_model: run.responseModel } : {}),
+      ...run.extra,
+    },
+  } as CloudEvent;
 }
 
 /** Sum of `data.tokens` per subject and type. */

@@ -2,13 +2,18 @@
  * A local stand-in for OpenAI's Chat Completions API (`POST /v1/chat/completions`) that speaks the wire
  * format the `openai` SDK (and through it `@langchain/openai`'s ChatOpenAI) parses: ChatCompletion JSON,
  * `data:`-only SSE chunks ending with `data: [DONE]`, the usage-only chunk with `choices: []` when
- * `stream_options.include_usage` is set, tool calls, `n > 1`, and OpenAI's error envelope.
+ * `stream_options.include_usage` is set, tool calls, `n > 1`, audio output (`ChatCompletionAudio`),
+ * and OpenAI's error envelope; shapes from openai 6.49 resources/chat/completions/completions.d.ts and
+ * resources/completions.d.ts (`CompletionUsage`). `POST /v1/responses` is the Responses API
+ * (openai-responses.ts).
  *
  * Point ChatOpenAI at it with
  *   new ChatOpenAI({ model: "gpt-4o-mini", apiKey: "test", maxRetries: 0, configuration: { baseURL: fake.baseURL } })
  */
 import type { ServerResponse } from "node:http";
+import { respondToResponses, type ResponsesExchange, type ResponsesReply } from "./openai-responses.js";
 import {
+  createGate,
   fakeId,
   type IncomingJsonRequest,
   roughTokenCount,
@@ -93,6 +98,10 @@ export interface OpenAIReply {
   error?: OpenAIErrorSpec;
   /** Streaming only: break the stream part-way. */
   streamFailure?: OpenAIStreamFailure;
+  /** Streaming only: after this many chunks, wait for `fake.release()` before going on. */
+  holdAfterChunks?: number;
+  /** How to answer a `POST /v1/responses` (the Responses API). */
+  responses?: ResponsesReply;
 }
 
 /** What the fake saw. `body` is the JSON the SDK sent (ChatCompletionCreateParams). */
@@ -109,7 +118,7 @@ export interface OpenAIRequest {
 
 export interface OpenAIExchange extends OpenAIRequest {
   /** What was served: status, and for successes the snapshot and the exact usage object sent (or null). */
-  reply: { status: number; model?: string; usage?: OpenAIUsage | null; choices?: number; id?: string };
+  reply: { status: number; model?: string; usage?: OpenAIUsage | null; choices?: number; id?: string; responses?: ResponsesExchange };
 }
 
 export type OpenAIResponder = (request: OpenAIRequest) => OpenAIReply | Promise<OpenAIReply>;
@@ -133,6 +142,10 @@ export interface OpenAIFake {
   enqueue(...replies: OpenAIReply[]): void;
   /** Replaces the fallback responder. */
   respondWith(responder: OpenAIResponder): void;
+  /** Lets streams held by `holdAfterChunks` go on. */
+  release(): void;
+  /** How many streams are held right now. */
+  readonly held: number;
   close(): Promise<void>;
 }
 
@@ -249,6 +262,7 @@ export async function startOpenAIServer(options: OpenAIFakeOptions = {}): Promis
   const snapshots = { ...DEFAULT_OPENAI_SNAPSHOTS, ...options.modelSnapshots };
   const requireAuth = options.requireAuth ?? true;
   const requests: OpenAIExchange[] = [];
+  const gate = createGate();
 
   const handle = async (req: IncomingJsonRequest, res: ServerResponse) => {
     const body = (req.body && typeof req.body === "object" ? req.body : {}) as Record<string, any>;
@@ -268,7 +282,8 @@ export async function startOpenAIServer(options: OpenAIFakeOptions = {}): Promis
       sendError(res, spec);
     };
 
-    if (req.method !== "POST" || req.path.split("?")[0] !== "/v1/chat/completions") {
+    const path = req.path.split("?")[0];
+    if (req.method !== "POST" || (path !== "/v1/chat/completions" && path !== "/v1/responses")) {
       return fail({ status: 404, message: `Invalid URL (${req.method} ${req.path})`, type: "invalid_request_error" });
     }
     const auth = req.headers.authorization;
@@ -280,6 +295,14 @@ export async function startOpenAIServer(options: OpenAIFakeOptions = {}): Promis
     }
     if (req.body === undefined) return fail({ status: 400, message: "We could not parse the JSON body of your request." });
     if (typeof body.model !== "string") return fail({ status: 400, message: "you must provide a model parameter", param: "model" });
+    if (path === "/v1/responses") {
+      const reply = queue.shift() ?? (await responder(exchange));
+      if (reply.delayMs) await sleep(reply.delayMs);
+      if (reply.error) return fail(reply.error);
+      const served = reply.responses?.model ?? reply.model ?? snapshots[body.model] ?? body.model;
+      exchange.reply = { status: 200, model: served, responses: respondToResponses(res, body, reply.responses ?? {}, served) };
+      return;
+    }
     if (!Array.isArray(body.messages) || body.messages.length === 0) {
       return fail({ status: 400, message: "Missing required parameter: 'messages'.", param: "messages", code: "missing_required_parameter" });
     }
@@ -302,6 +325,7 @@ export async function startOpenAIServer(options: OpenAIFakeOptions = {}): Promis
     const id = fakeId("chatcmpl-", 29);
     const created = Math.floor(Date.now() / 1000);
     const systemFingerprint = "fp_0aa8d3e20b";
+    const wantsAudio = Array.isArray(body.modalities) && body.modalities.includes("audio");
     const headers = { "x-request-id": fakeId("req_", 32), "openai-processing-ms": "42", ...reply.headers };
     exchange.reply = { status: 200, model, usage: stream && !exchange.includeUsage ? null : usage, choices: choices.length, id };
 
@@ -318,9 +342,11 @@ export async function startOpenAIServer(options: OpenAIFakeOptions = {}): Promis
             index: c.index,
             message: {
               role: "assistant",
-              content: c.content,
+              // With audio output the text is the audio's transcript, and content is null.
+              content: wantsAudio ? null : c.content,
               refusal: null,
               annotations: [],
+              ...(wantsAudio ? { audio: { id: fakeId("audio_", 24), data: "UklGRg==", expires_at: created + 3600, transcript: c.content ?? "" } } : {}),
               ...(c.toolCalls.length > 0
                 ? { tool_calls: c.toolCalls.map((t) => ({ id: t.id, type: "function", function: { name: t.name, arguments: t.arguments } })) }
                 : {}),
@@ -381,6 +407,7 @@ export async function startOpenAIServer(options: OpenAIFakeOptions = {}): Promis
     startSse(res, headers);
     let sent = 0;
     for (const item of ordered) {
+      if (reply.holdAfterChunks !== undefined && sent === reply.holdAfterChunks) await gate.wait();
       if (reply.streamFailure && sent >= reply.streamFailure.afterChunks) return failStream(res, reply.streamFailure);
       writeSse(res, item);
       sent += 1;
@@ -402,6 +429,10 @@ export async function startOpenAIServer(options: OpenAIFakeOptions = {}): Promis
     },
     respondWith: (next) => {
       responder = next;
+    },
+    release: () => gate.release(),
+    get held() {
+      return gate.waiting;
     },
     close: () => server.close(),
   };
