@@ -14,6 +14,7 @@ export default defineConfig({
     hookTimeout: 30_000,
     // Tests start real loopback servers; forks keep sockets and timers per file.
     pool: "forks",
+    isolate: false,
     // Lets memory tests force a collection (globalThis.gc).
     execArgv: ["--expose-gc"],
   },

@@ -15,18 +15,21 @@ const quiet = { warn() {}, error() {} };
 
 describe("the lifecycle registry", () => {
   it("one beforeExit, exit and signal listener each for any number of clients; signal listeners leave with the last client that wanted them", async () => {
+    // Clients of other files in this worker may still be registered: count from what is there now.
+    const before = registry()?.signalParticipants.size ?? 0;
     const clients = Array.from({ length: 20 }, () => new IngestClient({ url: "http://127.0.0.1:9/api/v1/events", logger: quiet }));
     const r = registry()!;
     expect(ours("beforeExit", r.onBeforeExit)).toBe(1);
     expect(ours("exit", r.onExit)).toBe(1);
     expect(ours("SIGTERM", r.onSignal)).toBe(1);
     expect(ours("SIGINT", r.onSignal)).toBe(1);
-    const live = [...r.signalParticipants].filter((ref) => ref.deref()).length;
-    expect(live).toBeGreaterThanOrEqual(20);
+    expect(r.signalParticipants.size).toBe(before + 20);
     for (const client of clients) await client.shutdown();
-    expect(r.signalParticipants.size).toBe(0);
-    expect(ours("SIGTERM", r.onSignal)).toBe(0);
-    expect(ours("SIGINT", r.onSignal)).toBe(0);
+    expect(r.signalParticipants.size).toBe(before);
+    if (before === 0) {
+      expect(ours("SIGTERM", r.onSignal)).toBe(0);
+      expect(ours("SIGINT", r.onSignal)).toBe(0);
+    }
   });
 
   it("a second copy of the library (another module instance, as ESM beside CommonJS) joins the same registry", async () => {
