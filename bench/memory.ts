@@ -307,6 +307,15 @@ export async function run(): Promise<BenchResult> {
           `client: ${r.stats.delivered.toLocaleString("en-US")} delivered, ${r.stats.dropped} dropped, ${r.stats.refused} refused, ${r.stats.pending.memory + r.stats.pending.disk} pending; ` +
           `handler: ${r.handlerStats.metered.toLocaleString("en-US")} metered, ${r.handlerStats.open} runs open at the end.`,
       ),
+      ...runs.map((r) => {
+        const first = r.samples[1]!;
+        const late = r.samples.at(-1)!.heap - first.heap;
+        const requests = (r.stats.batches * (calls - first.calls)) / (calls + 20_000);
+        return (
+          `a) ${r.spool ? "spoolDir" : "no spool"}: after the first fifth (the JIT's code is in by then) the settled heap moved ${mb(late)} over ` +
+          `${(calls - first.calls).toLocaleString("en-US")} calls, ${fmt(late / (calls - first.calls), 2)} bytes per call, ${fmt(late / requests, 0)} bytes per request sent.`
+        );
+      }),
       `a) spoolDir: peak disk use ${mb(disk.peakBytes)} (${mb(disk.peakSegmentBytes)} of segments and ledgers), sampled every 1,000 calls; the producer is held ` +
         "to about 4,000 pending events (a real process at full speed, a few batches ahead of the sender), so this is the steady-state footprint: " +
         "segments of 1 MiB, each deleted once all its events are acknowledged. An outage grows it (c), up to maxSpoolBytes.",
