@@ -179,7 +179,9 @@ export async function run(): Promise<BenchResult> {
       "median µs": fmt(s.get(v)!.median),
       "p99 µs": fmt(s.get(v)!.p99),
       [`+median vs ${base.name}`]: fmt(s.get(v)!.median - s.get(base)!.median),
-      [`+median vs ${floor.name} (paired rounds)`]: v === floor || v === base ? "" : fmt(paired(v, floor).diff.median),
+      // The naive handler runs alone, after the rounds: it has no paired rounds, only its pooled median.
+      [`+median vs ${floor.name} (paired rounds)`]:
+        v === floor || v === base ? "" : v === naive ? `${fmt(s.get(v)!.median - s.get(floor)!.median)} (alone, pooled)` : fmt(paired(v, floor).diff.median),
       "ratio of medians vs floor": v === base ? "" : ratio(s.get(v)!.median, s.get(floor)!.median),
       "end-to-end µs/call": fmt(e2e(v)),
       "queue drain after last call": `${fmt(v.drainMs / (v === naive ? 1 : rounds), 1)} ms`,
