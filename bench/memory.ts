@@ -345,8 +345,8 @@ export async function run(): Promise<BenchResult> {
         `(${o.unique >= o.expected ? "none lost" : `${o.expected - o.unique} missing at the 120 s cap`}); ` +
         `client: ${o.stats.delivered.toLocaleString("en-US")} delivered in ${o.stats.batches} requests, ${o.stats.retries} retries, ${o.stats.dropped} dropped. ` +
         `Heap after recovery: ${mb(o.heapAfter - o.heapStart)} vs before; spool after shutdown: ${o.spoolLeft.bytes} B (${describeFiles(o.spoolLeft)}).`,
-      "c) The recovery time is mostly the retry back-off of the requests under way when the endpoint came back (each retried up to 10 times, " +
-        "the wait doubling from 200 ms with jitter); the events themselves wait on disk, and the in-memory cache of the log stays within maxQueueSize.",
+      "c) During the outage the requests under way are retried (up to 10 times, the wait doubling from 200 ms with jitter) while every new " +
+        "event waits on disk; the log's in-memory cache stays within maxQueueSize. Recovery is timed from the endpoint's return until every event sent so far had arrived.",
     ],
   };
 }
