@@ -1,5 +1,5 @@
 /**
- * 2. Under load: a steady rate of model calls (default 500/s for 10 s) against an endpoint with
+ * 5. Under load: a steady rate of model calls (default 500/s for 10 s) against an endpoint with
  * 20 ms latency. Samples LangChain's global callback queue (size + pending), the heap, and the
  * delay from each call's end to its events' arrival at the endpoint, for a do-nothing handler
  * (the floor), MeteringCallbackHandler, and the naive await-fetch handler.
@@ -150,7 +150,7 @@ export async function run(): Promise<BenchResult> {
   const late = outcomes.filter((o) => o.lateCalls > 0).map((o) => `${o.name}: ${o.lateCalls}`);
   return {
     name: "load",
-    title: "2. Under load",
+    title: "5. Under load: LangChain's callback queue",
     params: { rate, seconds, endpointDelayMs: delayMs, naiveGraceSeconds: graceS },
     tables: [
       {

@@ -8,16 +8,17 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { type BenchResult, machine } from "./lib/env";
+import { type BenchResult, fileSystemOf, loadAverage, machine } from "./lib/env";
 import { renderResult } from "./lib/report";
 import { table } from "./lib/stats";
 
-const names = ["latency", "load", "throughput", "memory"];
+const names = ["latency", "throughput", "memory", "load"];
 const only = process.env.BENCH_ONLY?.split(",").map((s) => s.trim());
 const dir = mkdtempSync(join(tmpdir(), "bench-"));
 const here = fileURLToPath(new URL(".", import.meta.url));
 const results: BenchResult[] = [];
 const started = Date.now();
+const loadAtStart = loadAverage();
 
 for (const name of names.filter((n) => !only || only.includes(n))) {
   const out = join(dir, `${name}.json`);
@@ -55,7 +56,9 @@ if (!process.env.BENCH_NO_WRITE && !only) {
       "Every figure is compared with a baseline measured in the same run; absolute times are context only.",
     "",
     `Machine: a **shared, noisy 2-core box** (${m.cpus}, ${m.memory}, ${m.os}), Node ${m.node}, @langchain/core ${m["@langchain/core"]}, undici ${m.undici}. ` +
-      "Everything runs on 127.0.0.1; each loopback endpoint runs in its own process.",
+      "Everything runs on 127.0.0.1; each loopback endpoint runs in its own process. " +
+      `Load average (1 min) ${loadAtStart} when the run started, ${loadAverage()} when it ended (2 cores). ` +
+      `Spool directories are made in ${tmpdir()} (${fileSystemOf(tmpdir())}), without spoolFsync (the default).`,
     "",
     "## Targets",
     "",
@@ -64,13 +67,13 @@ if (!process.env.BENCH_NO_WRITE && !only) {
     "## Reproduce",
     "",
     "```sh",
-    "npm run bench                          # all four, ~3 minutes, writes bench/RESULTS.md",
+    "npm run bench                          # all four, a few minutes, writes bench/RESULTS.md",
     "BENCH_OUTAGE_S=60 npm run bench        # the full one-minute outage",
-    "npx tsx bench/latency.ts               # one benchmark alone (also load, throughput, memory)",
+    "npx tsx bench/latency.ts               # one benchmark alone (also throughput, memory, load)",
     "```",
     "",
-    "Knobs: BENCH_LATENCY_CALLS (20000), BENCH_NAIVE_CALLS (500), BENCH_LOAD_RATE (500), BENCH_LOAD_SECONDS (10), " +
-      "BENCH_THROUGHPUT_EVENTS (200000), BENCH_MEMORY_CALLS (1000000), BENCH_MEMORY_MODEL_CALLS (50000), BENCH_OUTAGE_S (20).",
+    "Knobs: BENCH_LATENCY_CALLS (20000), BENCH_NAIVE_CALLS (500), BENCH_THROUGHPUT_EVENTS (50000), BENCH_THROUGHPUT_REPS (5), " +
+      "BENCH_MEMORY_CALLS (1000000), BENCH_MEMORY_WARMUP (100000), BENCH_MEMORY_MODEL_CALLS (50000), BENCH_OUTAGE_S (20), BENCH_LOAD_RATE (500), BENCH_LOAD_SECONDS (10).",
     "",
     ...results.map((r) => renderResult(r, "##")),
   ].join("\n");

@@ -46,6 +46,25 @@ export function machine(): Record<string, string> {
   };
 }
 
+/** The file system a path lives on (from /proc/mounts, the longest matching mount point), e.g. "ext4 on /". */
+export function fileSystemOf(path: string): string {
+  try {
+    const mounts = require("node:fs").readFileSync("/proc/mounts", "utf8") as string;
+    let best: { point: string; type: string } | undefined;
+    for (const line of mounts.split("\n")) {
+      const [, point, type] = line.split(" ");
+      if (!point || !type) continue;
+      if ((path === point || path.startsWith(point.endsWith("/") ? point : `${point}/`)) && (!best || point.length > best.point.length)) best = { point, type };
+    }
+    return best ? `${best.type} on ${best.point}` : "unknown";
+  } catch {
+    return "unknown";
+  }
+}
+
+/** The 1-minute load average, one decimal: how busy the shared box was. */
+export const loadAverage = (): string => os.loadavg()[0]!.toFixed(1);
+
 export function envNumber(name: string, fallback: number): number {
   const raw = process.env[name];
   if (raw === undefined || raw === "") return fallback;

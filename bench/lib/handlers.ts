@@ -1,11 +1,27 @@
 import { BaseCallbackHandler } from "@langchain/core/callbacks/base";
 import type { LLMResult } from "@langchain/core/outputs";
 
-/** LangChain's floor: a handler that implements the hooks and does nothing. */
+/**
+ * LangChain's floor: a handler that implements the model hooks and does nothing. It does not set
+ * `ignoreChain`, so inside a chain LangChain still queues a task per chain start and end for it
+ * (the hook is looked up and missing); pass `{ ignoreChain: true }` for the floor of a handler that
+ * asks for model runs only.
+ */
 export class NoopHandler extends BaseCallbackHandler {
   name = "NoopHandler";
+  constructor(input?: { ignoreChain?: boolean }) {
+    super(input);
+  }
   override handleChatModelStart(): void {}
   override handleLLMEnd(): void {}
+}
+
+/** The floor of a handler that watches chains as MeteringCallbackHandler does: chain hooks as no-ops. */
+export class NoopChainHandler extends NoopHandler {
+  override name = "NoopChainHandler";
+  override handleChainStart(): void {}
+  override handleChainEnd(): void {}
+  override handleChainError(): void {}
 }
 
 /**
