@@ -8,7 +8,7 @@ import type { CloudEvent } from "./cloudevent";
 import { roughTokenEstimate, type SentPrompt, type TokenEstimator } from "./estimate";
 import { buildEvents, type CallStatus, RESERVED_DATA_KEYS } from "./events";
 import { parseHandlerOptions, type MeteringEventOptions, type ResolvedEventOptions } from "./handler-options";
-import { IngestClient, type IngestStats } from "./ingest/client";
+import { ENQUEUE_OWNED, IngestClient, type IngestStats } from "./ingest/client";
 import { IngestError } from "./ingest/errors";
 import { RunWatch } from "./drain";
 import { joinLifecycle } from "./ingest/lifecycle";
@@ -507,7 +507,9 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
   #deliver(events: CloudEvent[]): void {
     if (!this.#clientClosed) {
       try {
-        this.client.enqueue(events);
+        const owned = (this.client as Partial<Record<typeof ENQUEUE_OWNED, (events: readonly CloudEvent[]) => void>>)[ENQUEUE_OWNED];
+        if (owned) owned.call(this.client, events);
+        else this.client.enqueue(events);
         return;
       } catch (cause) {
         // The client was shut down under us (by its owner, or a signal): report, do not lose silently.

@@ -1,5 +1,5 @@
 import { statfsSync } from "node:fs";
-import { type CloudEvent } from "../cloudevent";
+import { type CloudEvent, cloudEventProblems } from "../cloudevent";
 import { type Clock, type ClockTimer, systemClock } from "../clock";
 import { consoleLogger, type Logger, OnceLogger } from "../logger";
 import { Batcher } from "./batcher";
@@ -12,9 +12,12 @@ import { type IngestOptions, parseIngestOptions, type ResolvedIngestOptions, url
 import type { EventQueue, QueuedEvent } from "./queue";
 import { RetryingTransport } from "./retrying-transport";
 import { Sender, type SenderState } from "./sender";
-import { serializeEvent } from "./serialize";
+import { OwnedEvent, serializeEvent } from "./serialize";
 import type { EventSink, FlushOptions } from "./sink";
 import { redact, Transport } from "./transport";
+
+/** The handler's way in for the events it built itself (see `IngestClient[ENQUEUE_OWNED]`). */
+export const ENQUEUE_OWNED = Symbol("langchain-openmeter.enqueueOwned");
 
 /**
  * What the client did, since it was created. The counts add up, in every configuration:
@@ -176,15 +179,26 @@ export class IngestClient implements EventSink {
    * are invalid or cannot be held are reported through `onError`, never thrown. Throws after `shutdown()`.
    */
   enqueue(events: CloudEvent | readonly CloudEvent[]): void {
+    this.#enqueue((Array.isArray(events) ? events : [events]) as readonly unknown[], false);
+  }
+
+  /**
+   * For the metering handler's own events (fresh objects nobody else holds): checked the same way,
+   * serialised when first needed instead of here (see `OwnedEvent`). Internal.
+   */
+  [ENQUEUE_OWNED](events: readonly CloudEvent[]): void {
+    this.#enqueue(events, true);
+  }
+
+  #enqueue(list: readonly unknown[], owned: boolean): void {
     if (this.#closed) {
       throw new Error("IngestClient was shut down: enqueue() is refused after shutdown(); create a new client to send more events");
     }
-    const list = (Array.isArray(events) ? events : [events]) as readonly unknown[];
     const epoch = this.#tracker.epoch;
     let queued: QueuedEvent[] | undefined;
     for (const event of list) {
       this.#counts.enqueued++;
-      const serialized = serializeEvent(event, epoch);
+      const serialized = owned && cloudEventProblems(event).length === 0 ? { ok: true as const, event: new OwnedEvent(event as CloudEvent, epoch) } : serializeEvent(event, epoch);
       if (serialized.ok) (queued ??= []).push(serialized.event);
       else {
         this.#counts.refused++;
@@ -519,5 +533,5 @@ function isQueued(value: unknown): value is QueuedEvent {
 }
 
 function parseAll(events: readonly QueuedEvent[]): CloudEvent[] {
-  return events.map((event) => JSON.parse(event.json) as CloudEvent);
+  return events.map((event) => (event instanceof OwnedEvent ? event.event : (JSON.parse(event.json) as CloudEvent)));
 }

@@ -1,4 +1,4 @@
-import { cloudEventProblems } from "../cloudevent";
+import { type CloudEvent, cloudEventProblems } from "../cloudevent";
 import type { QueuedEvent } from "./queue";
 
 /**
@@ -31,5 +31,27 @@ export function serializeEvent(event: unknown, epoch: number): Serialized {
     return { ok: true, event: { id: (event as { id: string }).id, json, epoch } };
   } catch (error) {
     return { ok: false, reason: `it cannot be serialised (${error instanceof Error ? error.message : String(error)})` };
+  }
+}
+
+/**
+ * An event the metering handler built itself: a fresh object of flat values that nothing else
+ * holds or changes, so nothing can alias it and no getter can throw. Its JSON is made when it is
+ * first needed: at once for the disk log (written ahead), at batch time for the memory queue, off
+ * LangChain's callback queue.
+ */
+export class OwnedEvent implements QueuedEvent {
+  #json: string | undefined;
+  constructor(
+    readonly event: CloudEvent,
+    readonly epoch: number,
+  ) {}
+
+  get id(): string {
+    return this.event.id;
+  }
+
+  get json(): string {
+    return (this.#json ??= JSON.stringify(this.event));
   }
 }

@@ -68,13 +68,25 @@ export class Transport {
 
   async send(body: string, signal?: AbortSignal): Promise<AttemptResult> {
     if (signal?.aborted) return { kind: "aborted" };
+    // One controller per request, ended by the deadline or by the caller's signal. (Not AbortSignal.any:
+    // on Node 20 each call leaves a WeakRef on the long-lived caller's signal, a leak per request.)
     const deadline = new AbortController();
-    const timer = this.#clock.setTimeout(() => deadline.abort(), this.options.timeoutMs);
-    // The request's own activity keeps the process alive; the deadline must not add to it.
-    const both = signal ? AbortSignal.any([deadline.signal, signal]) : deadline.signal;
+    const both = new AbortController();
+    const cutOff = () => both.abort();
+    signal?.addEventListener("abort", cutOff, { once: true });
+    const deadlineTimer = this.#clock.setTimeout(() => {
+      deadline.abort();
+      both.abort();
+    }, this.options.timeoutMs);
+    const timer = {
+      clear: () => {
+        deadlineTimer.clear();
+        signal?.removeEventListener("abort", cutOff);
+      },
+    };
     let res: Response;
     try {
-      res = await this.#pool.request({ path: this.#path, method: "POST", headers: this.#headers, body, signal: both });
+      res = await this.#pool.request({ path: this.#path, method: "POST", headers: this.#headers, body, signal: both.signal });
     } catch (error) {
       timer.clear();
       if (signal?.aborted) return { kind: "aborted" };

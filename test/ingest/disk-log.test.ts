@@ -316,12 +316,13 @@ describe("restart: taking over what a previous owner left", () => {
     expect(log.handedOver).toBe(2);
   });
 
-  it("a spool directory removed while in use (a tmp cleaner): what is in memory is kept there, later writes go to a new directory", () => {
+  it("a spool directory removed while in use (a tmp cleaner): what is in memory is kept there, later writes go to a new directory", async () => {
     const dir = spoolDir();
-    const { log, problems } = open(dir);
+    const { log, problems, clock } = open(dir);
     const first = events(3);
     log.append(first, { memoryLimit: 0 });
     rmSync(dir, { recursive: true, force: true });
+    await clock.advance(100); // an append looks at its file's link count every 100 ms
     const later = [event("after-removal")];
     expect(log.append(later, { memoryLimit: 0 })).toBeUndefined();
     expect(problems).toContainEqual({ kind: "directory-removed", heldInMemory: 3, lost: 0 });
@@ -335,12 +336,14 @@ describe("restart: taking over what a previous owner left", () => {
     expect(ids.sort()).toEqual([...first, ...later].map((e) => e.id).sort());
   });
 
-  it("a removed directory costs the events that were only on disk: counted as lost and said", () => {
+  it("a removed directory costs the events that were only on disk: counted as lost and said", async () => {
     const dir = spoolDir();
-    const { log, problems } = open(dir, new TestClock(), { cacheLimit: 2, segmentBytes: 400 });
+    const clock = new TestClock();
+    const { log, problems } = open(dir, clock, { cacheLimit: 2, segmentBytes: 400 });
     log.append(events(2), { memoryLimit: 0 }); // cached, then the cache is full
     log.append(events(2), { memoryLimit: 0 }); // on disk only
     rmSync(dir, { recursive: true, force: true });
+    await clock.advance(100);
     log.append([event("next")], { memoryLimit: 0 });
     expect(problems).toContainEqual({ kind: "directory-removed", heldInMemory: 2, lost: 2 });
     expect(log.lost).toBe(2);

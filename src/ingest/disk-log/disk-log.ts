@@ -31,6 +31,12 @@ import { adoptOwners, type AdoptedOwner, OwnerLease, wasTaken } from "./lease";
 import { type CorruptRecord, encodeAcks, encodeRecords, IndexSet, parseSegment } from "./records";
 
 const SEGMENT = /^(\d{8})\.log$/;
+/**
+ * How often an append checks that its segment file still has a name (a removed directory). Appends in
+ * between go to the removed file: those kept in memory are held there when it is found, the others lost and said.
+ */
+const NLINK_CHECK_MS = 100;
+
 /** Loaded-but-untaken events below which the next segment on disk is read in. */
 const LOAD_LOW_WATER = 1000;
 
@@ -144,6 +150,7 @@ export class DiskLog implements EventQueue {
   /** Where events go while the disk refuses them. */
   readonly #volatile = new MemoryQueue();
   #writeFailing = false;
+  #nextLinkCheck = 0;
   #loadingAny = false;
   #unloadedBacklog = 0;
   #readable: Array<() => void> = [];
@@ -196,8 +203,9 @@ export class DiskLog implements EventQueue {
       if (this.#lease === lease) return { kind: "spool-write", reason: `the spool directory ${this.location} could not be used` };
       return this.#write(events); // the lease was lost and a new one taken: write there
     }
-    const text = encodeRecords(events.map((event) => event.json));
-    const length = Buffer.byteLength(text);
+    // Encoded once: the length is the buffer's, and write(2) takes the same bytes.
+    const bytes = Buffer.from(encodeRecords(events.map((event) => event.json)));
+    const length = bytes.length;
     if (this.#bytes + length > this.#options.maxBytes) {
       return { kind: "spool-full", reason: `the spool in ${this.location} reached maxSpoolBytes (${this.#options.maxBytes} bytes) while the endpoint was failing` };
     }
@@ -205,11 +213,15 @@ export class DiskLog implements EventQueue {
     try {
       segment = this.#segmentFor(length, events[0]!.epoch);
       // A segment file removed under us (its directory deleted) would take the bytes and keep nothing.
-      if (fstatSync(segment.fd!).nlink === 0) {
-        this.#leaseLost();
-        return this.#write(events);
+      // Looked at every NLINK_CHECK_MS, not per write: the check costs as much as the write.
+      if (this.#options.clock.now() >= this.#nextLinkCheck) {
+        this.#nextLinkCheck = this.#options.clock.now() + NLINK_CHECK_MS;
+        if (fstatSync(segment.fd!).nlink === 0) {
+          this.#leaseLost();
+          return this.#write(events);
+        }
       }
-      const written = writeSync(segment.fd!, text);
+      const written = writeSync(segment.fd!, bytes);
       if (written !== length) {
         ftruncateSync(segment.fd!, segment.bytes); // no half record may stay in front of the next one
         throw Object.assign(new Error(`ENOSPC: no space left on the device (wrote ${written} of ${length} bytes; undone)`), { code: "ENOSPC" });

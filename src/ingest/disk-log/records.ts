@@ -20,8 +20,12 @@ export function encodeRecords(jsons: readonly string[]): string {
   return text;
 }
 
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+
+/** The CRC-32 as 8 hex digits (a table, not toString(16).padStart: this runs per event). */
 function checksum(json: string): string {
-  return crc32(json).toString(16).padStart(8, "0");
+  const c = crc32(json);
+  return HEX[c >>> 24]! + HEX[(c >>> 16) & 0xff]! + HEX[(c >>> 8) & 0xff]! + HEX[c & 0xff]!;
 }
 
 export interface SegmentRecord {
