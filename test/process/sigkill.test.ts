@@ -31,7 +31,7 @@ async function trial(moment: Moment, n: number) {
   const spool = tempDir("om-kill-");
   try {
     // A short lease where the killed producer must take over an earlier one's backlog while it runs.
-    const lease = moment === "replaying" ? "300" : "60000";
+    const lease = moment === "replaying" ? "150" : "60000";
     const base = { URL: `${server.url}?trial=${prefix}`, SPOOL: spool.dir, PREFIX: prefix, LEASE_MS: lease, FLUSH_MS: "5", BATCH: "10" };
     // A different moment in every trial (in bursts of 200 calls per event-loop turn while writing).
     const killAfter = moment === "writing" ? 300 * (n + 1) : 5 + ((n * 7919) % 60);
@@ -66,11 +66,11 @@ async function trial(moment: Moment, n: number) {
   }
 }
 
-describe("SIGKILL with spoolDir, 24 trials at different moments", () => {
+describe("SIGKILL with spoolDir, 20 trials at different moments", () => {
   const moments: Moment[] = ["delivering", "outage-retrying", "writing", "replaying"];
   for (const moment of moments) {
     it(`killed while ${moment}: every handed-over event is delivered by the next process, with its own id, and the spool ends empty`, async () => {
-      for (let n = 0; n < 6; n++) {
+      for (let n = 0; n < 5; n++) {
         if (moment === "outage-retrying") server.setMode("down");
         const result = await trial(moment, n);
         try {
