@@ -364,3 +364,49 @@ describe("batches", () => {
     expect(log.take(6, { liveDue: true })!.events.map((e) => e.id)).toEqual(all.slice(3).map((e) => e.id));
   });
 });
+
+describe("counts under any sequence of operations", () => {
+  it("ready is what was appended and not taken (released batches count again); pending.disk what was appended and not settled", async () => {
+    const fc = (await import("fast-check")).default;
+    const op = fc.oneof(
+      fc.record({ kind: fc.constant("append" as const), n: fc.integer({ min: 1, max: 5 }) }),
+      fc.record({ kind: fc.constant("take" as const), n: fc.integer({ min: 1, max: 7 }) }),
+      fc.record({ kind: fc.constantFrom("settle" as const, "release" as const), pick: fc.nat() }),
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.array(op, { maxLength: 40 }), async (ops) => {
+        const dir = spoolDir();
+        const { log } = open(dir, new TestClock(), { segmentBytes: 600, cacheLimit: 1000 });
+        const taken: Batch[] = [];
+        let ready = 0;
+        let pending = 0;
+        for (const o of ops) {
+          if (o.kind === "append") {
+            log.append(events(o.n), { memoryLimit: 0 });
+            ready += o.n;
+            pending += o.n;
+          } else if (o.kind === "take") {
+            const batch = log.take(o.n, { liveDue: true });
+            if (batch) {
+              taken.push(batch);
+              ready -= batch.events.length;
+            }
+          } else if (taken.length > 0) {
+            const [batch] = taken.splice(o.pick % taken.length, 1);
+            if (o.kind === "settle") {
+              log.settle(batch!);
+              pending -= batch!.events.length;
+            } else {
+              log.release(batch!);
+              ready += batch!.events.length;
+            }
+          }
+          expect(log.ready).toBe(ready);
+          expect(log.pending().disk).toBe(pending);
+        }
+        log.close();
+      }),
+      { numRuns: 60 },
+    );
+  });
+});

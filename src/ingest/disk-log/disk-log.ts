@@ -151,6 +151,10 @@ export class DiskLog implements EventQueue {
   readonly #volatile = new MemoryQueue();
   #writeFailing = false;
   #nextLinkCheck = 0;
+  /** Own records not taken yet (in a cache, or on disk only). */
+  #ownUntaken = 0;
+  /** Events in `#again`. */
+  #againEvents = 0;
   #loadingAny = false;
   #unloadedBacklog = 0;
   #readable: Array<() => void> = [];
@@ -244,6 +248,7 @@ export class DiskLog implements EventQueue {
     segment.count += events.length;
     segment.bytes += length;
     this.#bytes += length;
+    this.#ownUntaken += events.length;
     if (segment.cache !== undefined) {
       for (let i = 0; i < events.length; i++) segment.cache.push({ index: first + i, event: events[i]! });
       this.#memoryReady += events.length;
@@ -280,21 +285,15 @@ export class DiskLog implements EventQueue {
     if (active.settled === active.count && active.underWay === 0) this.#delete(active);
   }
 
+  /** Live events not under way: O(1), the batcher asks on every append. */
   get ready(): number {
-    let ready = this.#volatile.ready;
-    for (const batch of this.#again) ready += batch.events.length;
-    for (const segment of this.#own) ready += segment.cache === undefined ? segment.count - segment.settled - segment.underWay : segment.untaken;
-    return ready;
-  }
-
-  /** Whether events taken over from other owners wait to be sent (always due, unlike live ones). */
-  get hasBacklog(): boolean {
-    return this.#unloadedBacklog > 0 || this.#backlog.some((segment) => segment.untaken > 0);
+    return this.#volatile.ready + this.#againEvents + this.#ownUntaken;
   }
 
   take(max: number, options: { liveDue: boolean } = { liveDue: true }): Batch | undefined {
     const again = this.#again.shift();
     if (again !== undefined) {
+      this.#againEvents -= again.entries.length;
       this.#underWay.add(again);
       again.segment.underWay += again.entries.length;
       return again;
@@ -318,6 +317,7 @@ export class DiskLog implements EventQueue {
       const entries = segment.cache.slice(segment.cursor, segment.cursor + max);
       segment.cursor += entries.length;
       this.#memoryReady -= entries.length;
+      if (segment.own) this.#ownUntaken -= entries.length;
       if (segment.cursor === segment.cache.length) {
         segment.cache.length = 0; // every entry now lives in its batch
         segment.cursor = 0;
@@ -359,6 +359,7 @@ export class DiskLog implements EventQueue {
       return;
     }
     this.#again.push(batch);
+    this.#againEvents += batch.entries.length;
   }
 
   pending(): PendingCounts {
@@ -504,7 +505,10 @@ export class DiskLog implements EventQueue {
     if (corrupt.length > 0) {
       this.corrupt += corrupt.length;
       // Only this log's own records were counted in (at enqueue); a taken-over segment's corrupt ones never were.
-      if (segment.own) this.#options.onGone(corrupt.length, segment.epoch);
+      if (segment.own) {
+        this.#options.onGone(corrupt.length, segment.epoch);
+        this.#ownUntaken -= corrupt.length;
+      }
       this.#options.onProblem({ kind: "corrupt", file: segment.path, records: corrupt });
       this.#writeAck(segment, corrupt.map((record) => ({ index: record.index }) as Entry)); // reported once, not on every read
     }
@@ -592,6 +596,8 @@ export class DiskLog implements EventQueue {
       }
     }
     this.#again.length = 0;
+    this.#againEvents = 0;
+    this.#ownUntaken = 0;
     this.handedOver += handedOver;
     this.lost += lost;
     this.#own = [];
