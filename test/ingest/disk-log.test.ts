@@ -318,7 +318,8 @@ describe("restart: taking over what a previous owner left", () => {
 
   it("a spool directory removed while in use (a tmp cleaner): what is in memory is kept there, later writes go to a new directory", async () => {
     const dir = spoolDir();
-    const { log, problems, clock } = open(dir);
+    const clock = new TestClock();
+    const { log, problems } = open(dir, clock);
     const first = events(3);
     log.append(first, { memoryLimit: 0 });
     rmSync(dir, { recursive: true, force: true });

@@ -20,17 +20,17 @@
  * `cacheLimit` events are cached; later segments are read back from disk when their turn comes
  * (one at a time). Released batches go to the front and are taken again first.
  */
-import { closeSync, type Dirent, existsSync, fdatasyncSync, fstatSync, fsyncSync, ftruncateSync, openSync, readdirSync, rmSync, unlinkSync, writeSync } from "node:fs";
-import { readdir, readFile, stat, unlink } from "node:fs/promises";
+import { existsSync, fdatasyncSync, fstatSync, ftruncateSync, openSync, rmSync, writeSync } from "node:fs";
+import { readFile, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import type { Clock } from "../../clock";
-import { delay } from "../../clock";
+import { type Clock, delay } from "../../clock";
 import { MemoryQueue } from "../memory-queue";
 import type { AppendRefusal, Batch, EventQueue, PendingCounts, QueuedEvent } from "../queue";
 import { adoptOwners, type AdoptedOwner, OwnerLease, wasTaken } from "./lease";
 import { type CorruptRecord, encodeAcks, encodeRecords, IndexSet, parseSegment } from "./records";
+import { findDir, findSegments, idOf } from "./scan";
+import { closeFd, DiskBatch, type Entry, Segment, syncDirectory, tryUnlink } from "./segment";
 
-const SEGMENT = /^(\d{8})\.log$/;
 /**
  * How often an append checks that its segment file still has a name (a removed directory). Appends in
  * between go to the removed file: those kept in memory are held there when it is found, the others lost and said.
@@ -65,69 +65,6 @@ export interface DiskLogOptions {
   onProblem: (problem: DiskProblem) => void;
   /** The flush epoch to stamp on adopted segments (see `FlushTracker`). */
   epoch: () => number;
-}
-
-interface Entry {
-  index: number;
-  event: QueuedEvent;
-}
-
-class Segment {
-  fd: number | undefined;
-  ackFd: number | undefined;
-  count = 0;
-  bytes = 0;
-  /** Records done: acknowledged, refused, corrupt, or acknowledged before this process read the file. */
-  settled = 0;
-  underWay = 0;
-  sealed: boolean;
-  /** Untaken records in memory, from `cursor`; undefined while they are only on disk. */
-  cache: Entry[] | undefined;
-  cursor = 0;
-  loading = false;
-  /** Still counted by this log (false once its lease was lost). */
-  live = true;
-  /** Its directory was removed while in use: its batches under way are held in memory if they come back. */
-  removed = false;
-
-  constructor(
-    readonly path: string,
-    /** The owner directory it lives in (this client's, or an adopted one). */
-    readonly ownerDir: string,
-    /** Appended by this log (counted by `enqueue`), or taken over from another owner. */
-    readonly own: boolean,
-    readonly epoch: number,
-    cached: boolean,
-  ) {
-    this.sealed = !own;
-    this.cache = cached ? [] : undefined;
-  }
-
-  get ackPath(): string {
-    return this.path.replace(/\.log$/, ".ack");
-  }
-
-  get untaken(): number {
-    return this.cache === undefined ? 0 : this.cache.length - this.cursor;
-  }
-}
-
-class DiskBatch implements Batch {
-  constructor(
-    readonly segment: Segment,
-    readonly entries: readonly Entry[],
-    readonly events: readonly QueuedEvent[],
-    readonly owner: Set<DiskBatch>,
-  ) {}
-
-  slice(start: number, end: number): Batch {
-    if (this.owner.delete(this)) this.segment.underWay -= this.entries.length;
-    const entries = this.entries.slice(start, end);
-    const part = new DiskBatch(this.segment, entries, this.events.slice(start, end), this.owner);
-    this.owner.add(part);
-    this.segment.underWay += entries.length;
-    return part;
-  }
 }
 
 export class DiskLog implements EventQueue {
@@ -613,88 +550,5 @@ export class DiskLog implements EventQueue {
     }
     this.#options.onProblem(taken ? { kind: "lease-lost", handedOver } : { kind: "directory-removed", heldInMemory, lost });
   }
-}
-
-/** Whether a directory named `name` is somewhere below `root` (an owner that took ours nests it). */
-function findDir(root: string, name: string, depth: number): boolean {
-  if (depth < 0) return false;
-  let entries: Dirent[];
-  try {
-    entries = readdirSync(root, { withFileTypes: true });
-  } catch {
-    return false;
-  }
-  for (const entry of entries) {
-    if (!entry.isDirectory()) continue;
-    if (entry.name === name) return true;
-    if (findDir(join(root, entry.name), name, depth - 1)) return true;
-  }
-  return false;
-}
-
-function closeFd(segment: Segment, which: "fd" | "ackFd"): void {
-  const fd = segment[which];
-  if (fd === undefined) return;
-  segment[which] = undefined;
-  try {
-    closeSync(fd);
-  } catch {
-    // Closing cannot fail in a way that matters here.
-  }
-}
-
-function tryUnlink(path: string): void {
-  try {
-    unlinkSync(path);
-  } catch {
-    // Already gone.
-  }
-}
-
-function syncDirectory(dir: string): void {
-  const fd = openSync(dir, "r");
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-function idOf(json: string): string | undefined {
-  try {
-    const value = JSON.parse(json) as { id?: unknown };
-    return typeof value?.id === "string" ? value.id : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Every segment below an adopted owner directory (owners it had adopted in turn included), oldest first. */
-async function findSegments(dir: string): Promise<Array<{ path: string; ownerDir: string; size: number }>> {
-  const found: Array<{ path: string; ownerDir: string; size: number }> = [];
-  let names: string[];
-  try {
-    names = (await readdir(dir)).sort();
-  } catch {
-    return found;
-  }
-  // Owners it had adopted are older than its own segments.
-  for (const name of names) {
-    const path = join(dir, name);
-    if (SEGMENT.test(name)) continue;
-    if (/\.ack$/.test(name)) {
-      if (!names.includes(name.replace(/\.ack$/, ".log"))) await unlink(path).catch(() => undefined);
-      continue;
-    }
-    const info = await stat(path).catch(() => undefined);
-    if (info?.isDirectory()) found.push(...(await findSegments(path)));
-  }
-  for (const name of names) {
-    if (!SEGMENT.test(name)) continue;
-    const path = join(dir, name);
-    const info = await stat(path).catch(() => undefined);
-    if (info?.isFile()) found.push({ path, ownerDir: dir, size: info.size });
-  }
-  return found;
 }
 
