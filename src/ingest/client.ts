@@ -1,7 +1,7 @@
 import { statfsSync } from "node:fs";
 import { type CloudEvent, cloudEventProblems } from "../cloudevent";
 import { type Clock, type ClockTimer, systemClock } from "../clock";
-import { consoleLogger, type Logger, OnceLogger } from "../logger";
+import { consoleLogger, type Logger } from "../logger";
 import { Batcher } from "./batcher";
 import { DiskLog, type DiskProblem } from "./disk-log/disk-log";
 import { IngestError, type IngestErrorKind } from "./errors";
@@ -60,7 +60,6 @@ export class IngestClient implements EventSink {
   readonly #options: ResolvedIngestOptions;
   readonly #clock: Clock;
   readonly #logger: Logger;
-  readonly #once: OnceLogger;
   readonly #transport: Transport;
   readonly #queue: EventQueue;
   readonly #log: DiskLog | undefined;
@@ -102,7 +101,6 @@ export class IngestClient implements EventSink {
         } catch {}
       },
     };
-    this.#once = new OnceLogger(this.#logger);
     for (const note of urlNotes(opts.url, opts.apiKey)) this.#logger.warn(note);
 
     this.#transport = new Transport({ url: opts.url, apiKey: opts.apiKey, timeoutMs: opts.timeoutMs, connections: opts.maxConcurrency, clock: this.#clock });
