@@ -33,6 +33,8 @@ interface Registry {
   readonly onSignal: (signal: NodeJS.Signals) => void;
 }
 
+import { constants as osConstants } from "node:os";
+
 const KEY = Symbol.for("langchain-openmeter.lifecycle.v1");
 const SIGNALS = ["SIGTERM", "SIGINT"] as const;
 
@@ -85,7 +87,11 @@ function reraise(registry: Registry, signal: NodeJS.Signals): void {
   for (const s of SIGNALS) process.removeListener(s, registry.onSignal);
   registry.signalsInstalled = false;
   // Someone else listens: the signal is theirs to act on (they were called by the same emit).
-  if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+  if (process.listenerCount(signal) !== 0) return;
+  // As pid 1 (a container without an init) the kernel ignores a signal it has no handler for: the
+  // process would live on after a SIGTERM. End it as the signal would end any other process.
+  if (process.pid === 1) process.exit(128 + (osConstants.signals[signal] ?? 15));
+  process.kill(process.pid, signal);
 }
 
 function registry(): Registry {

@@ -1,5 +1,7 @@
 // How a process ends, with default options: SIGTERM, a program's own SIGTERM listener, process.exit()
 // in the serverless pattern, the natural end; and several owners of one spoolDir.
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type OpenMeterServer, startOpenMeterServer } from "langchain-openmeter/testing";
 import { type Bundles, bundle, callIds, type Child, restartAndDeliver, start, tempDir } from "./support";
@@ -178,5 +180,41 @@ describe("several owners of one spoolDir", () => {
     expect(server.duplicates - before).toBe(0);
     expect(children.flatMap((c) => c.lines.filter((l) => l.startsWith("error ")))).toEqual([]);
     expect(children.map((c) => c.stderr()).join("")).not.toMatch(/ENOENT/);
+  });
+});
+
+/** Whether this machine can give a process a PID namespace of its own (root, util-linux unshare). */
+const canUnshare = spawnSync("unshare", ["--fork", "--pid", "--mount-proc", process.execPath, "-e", "process.exit(process.pid === 1 ? 0 : 1)"]).status === 0;
+if (!canUnshare) console.warn("skipping the pid-1 container test: it needs root and util-linux unshare for a PID namespace");
+
+describe.runIf(canUnshare)("two containers on one volume, each program pid 1", () => {
+  it("SIGKILL one and SIGTERM the other during an outage: the second ends with 143, and the next process delivers every event once", async () => {
+    const dir = spool();
+    server.setMode("down");
+    const before = server.duplicates;
+    const children = ["pid1-a", "pid1-b"].map((prefix) => {
+      const child = start("unshare", { URL: server.url, SPOOL: dir, PREFIX: prefix, CALLS: "50", AFTER: "hold", FLUSH_MS: "5", BATCH: "10", RETRIES: "1", SHUTDOWN_MS: "300" }, [
+        "--fork",
+        "--pid",
+        "--mount-proc",
+        process.execPath,
+        bundles.producer,
+      ]);
+      cleanup.push(() => child.child.exitCode === null && child.child.signalCode === null && child.child.kill("SIGKILL"));
+      return child;
+    });
+    await Promise.all(children.map((c) => c.waitFor((x) => x.lines.includes("produced"), "production")));
+    expect(children.every((c) => c.lines.includes("pid 1"))).toBe(true);
+    // The program's own pid outside its namespace, to signal it as a container runtime would.
+    const inner = (c: (typeof children)[number]) => Number(readFileSync(`/proc/${c.child.pid}/task/${c.child.pid}/children`, "utf8").trim().split(/\s+/)[0]);
+    process.kill(inner(children[0]!), "SIGKILL");
+    process.kill(inner(children[1]!), "SIGTERM");
+    const [killed, terminated] = await Promise.all(children.map((c) => c.exited));
+    expect(killed!.code).not.toBe(0); // unshare reports a killed child as a failure
+    expect(terminated).toEqual({ code: 143, signal: null }); // pid 1 would otherwise ignore SIGTERM
+    server.setMode("ok");
+    await restartAndDeliver(dir, server.url);
+    for (const prefix of ["pid1-a", "pid1-b"]) expect(receivedIds(prefix).sort()).toEqual(all(prefix, 50).sort());
+    expect(server.duplicates - before).toBe(0);
   });
 });

@@ -48,8 +48,10 @@ export interface Child {
   waitFor(check: (child: Child) => boolean, what: string, timeoutMs?: number): Promise<void>;
 }
 
-export function start(script: string, env: Record<string, string>): Child {
-  const child = spawn(process.execPath, [script], { cwd: root, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+/** Runs `script` with node, or `command` with `args` (e.g. node under unshare) when given. */
+export function start(script: string, env: Record<string, string>, args?: string[]): Child {
+  const [command, argv] = args === undefined ? [process.execPath, [script]] : [script, args];
+  const child = spawn(command, argv, { cwd: root, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   const lines: string[] = [];
   const handed: number[] = [];
   const waiters = new Set<() => void>();
