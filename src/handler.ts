@@ -21,7 +21,8 @@ import { AnthropicUsageTap } from "./providers/anthropic-tap";
 import { type Bill, billFor } from "./providers";
 import { RunRegistry } from "./runs";
 import { type ObservedStreamEvent, StreamObserver } from "./stream-observer";
-import { checkSubject, type SubjectCheck } from "./subject";
+import { checkSubject } from "./subject";
+import { SubjectResolution } from "./subject-resolution";
 import { type UnbilledCall, type UnbilledReason, WarningDigest } from "./unbilled";
 import { unfinishedBill } from "./unfinished";
 import { extractUsage } from "./usage";
@@ -103,6 +104,7 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
   readonly #warnings: WarningDigest;
   readonly #clock: Clock;
   readonly #estimate: TokenEstimator;
+  readonly #subjects: SubjectResolution;
   readonly #models: RunRegistry<ModelRun>;
   readonly #tap = new AnthropicUsageTap();
   /** Run ids of ended runs, oldest first, and how often each was used. */
@@ -163,6 +165,7 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
     this.#clock = lifecycle.clock ?? events.clock ?? systemClock;
     this.#estimate = events.estimateTokens ?? roughTokenEstimate;
     this.#warnings = new WarningDigest(logger, this.#clock, events.warningIntervalMs);
+    this.#subjects = new SubjectResolution(events, (key, message, summary) => this.#warnings.warn(key, message, summary));
     this.#ownsClient = events.client === undefined;
     this.#onError = ingest?.onError;
     this.#shutdownTimeoutMs = lifecycle.shutdownTimeoutMs;
@@ -349,17 +352,6 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
       this.#lastIso = new Date(ms).toISOString();
     }
     return this.#lastIso;
-  }
-
-  // Most calls in a row are for the same customer: check a subject once, not on every call.
-  #lastSubject: unknown;
-  #lastCheck: SubjectCheck | undefined;
-  #checkSubject(candidate: unknown): SubjectCheck | undefined {
-    if (candidate !== this.#lastSubject || typeof candidate === "object") {
-      this.#lastSubject = candidate;
-      this.#lastCheck = checkSubject(candidate);
-    }
-    return this.#lastCheck;
   }
 
   /** Turns a bill into events and hands them over; tells the user what was estimated. */
@@ -656,10 +648,7 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
     }
   }
 
-  /**
-   * The run's customer: `resolveSubject` first, then `metadata[subjectKey]` (which `configurable[subjectKey]`
-   * fills when the metadata names none, see langchain-hooks.ts), then `defaultSubject`.
-   */
+  /** The run's customer (subject-resolution.ts); a run with none is reported unbilled. */
   #resolveSubject(
     metadata: Record<string, unknown> | undefined,
     tags: string[] | undefined,
@@ -668,31 +657,9 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
     model: string | undefined,
     provider: string | undefined,
   ): string | undefined {
-    const { subjectKey, resolveSubject, defaultSubject } = this.#options;
-    // The resolver first; what it leaves undecided or gets wrong falls back to the metadata key.
-    if (resolveSubject) {
-      let resolved: unknown;
-      try {
-        resolved = resolveSubject({ metadata: metadata ?? {}, tags: tags ?? [], runId, parentRunId });
-      } catch (error) {
-        this.#warnings.warn(
-          "resolveSubject:throw",
-          `\`resolveSubject\` threw (${errorMessage(error)}); falling back to metadata.${subjectKey}`,
-          "`resolveSubject` threw (fell back to the metadata)",
-        );
-      }
-      const checked = this.#checkSubject(resolved);
-      if (checked?.ok) return checked.subject;
-      if (checked) {
-        this.#warnings.warn(`subject:resolver:${checked.reason}`, `the subject from resolveSubject was refused: ${checked.reason}`, `subjects from resolveSubject refused (${checked.reason})`);
-      }
-    }
-    const checked = this.#checkSubject(metadata?.[subjectKey]);
-    if (checked?.ok) return checked.subject;
-    if (checked) {
-      this.#warnings.warn(`subject:${checked.reason}`, `the subject from metadata.${subjectKey} was refused: ${checked.reason}`, `subjects from metadata.${subjectKey} refused (${checked.reason})`);
-    }
-    if (defaultSubject !== undefined) return defaultSubject;
+    const subject = this.#subjects.resolve(metadata, tags, runId, parentRunId);
+    if (subject !== undefined) return subject;
+    const { subjectKey } = this.#options;
     this.#stats.missingSubject++;
     const message =
       `a model call had no subject, so it was not billed. Pass the customer as \`metadata: { ${subjectKey}: "<customer id>" }\` ` +
