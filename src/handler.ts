@@ -21,6 +21,7 @@ import { AnthropicUsageTap } from "./providers/anthropic-tap";
 import { type Bill, billFor } from "./providers";
 import { RunRegistry } from "./runs";
 import { type ObservedStreamEvent, StreamObserver } from "./stream-observer";
+import { describeModel, errorMessage, invocationModel, isAbort, partialOutput, stringOr, toolsOf } from "./call-info";
 import { checkSubject } from "./subject";
 import { SubjectResolution } from "./subject-resolution";
 import { type UnbilledCall, type UnbilledReason, WarningDigest } from "./unbilled";
@@ -698,46 +699,4 @@ function normaliseArguments(
     );
   }
   return { ...(urlOrOptions as Record<string, unknown>) };
-}
-
-function invocationModel(extraParams: Record<string, unknown> | undefined): string | undefined {
-  const params = extraParams?.invocation_params as Record<string, unknown> | undefined;
-  return stringOr(params?.model) ?? stringOr(params?.model_name);
-}
-
-function stringOr(value: unknown): string | undefined {
-  return typeof value === "string" && value !== "" ? value : undefined;
-}
-
-function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
-function describeModel(model: string | undefined): string {
-  return model ? `model ${model}` : "a model with no name";
-}
-
-/** The tools a call declared (the provider counts their definitions as input). */
-function toolsOf(extraParams: Record<string, unknown> | undefined): unknown {
-  const params = extraParams?.invocation_params as Record<string, unknown> | undefined;
-  return params?.tools ?? params?.functions;
-}
-
-/**
- * An abort, as the provider SDKs and LangChain name it (AbortError, ModelAbortError, APIUserAbortError,
- * an `AbortSignal.timeout()`'s TimeoutError). An abort with a reason of the user's own is thrown as that
- * reason, which no callback can tell from a failure: it is reported as `error`.
- */
-function isAbort(error: unknown): boolean {
-  const { name, message } = (error ?? {}) as { name?: unknown; message?: unknown };
-  return (
-    (typeof name === "string" && /abort|^TimeoutError$/i.test(name)) ||
-    (typeof message === "string" && /^(AbortError|Request was aborted|This operation was aborted)/.test(message))
-  );
-}
-
-/** `ModelAbortError.partialOutput` (@langchain/core errors): the message aggregated before an abort. */
-function partialOutput(error: unknown): { usage_metadata?: unknown; content?: unknown } | undefined {
-  const partial = (error as { partialOutput?: unknown } | null)?.partialOutput;
-  return typeof partial === "object" && partial !== null ? (partial as { usage_metadata?: unknown; content?: unknown }) : undefined;
 }
