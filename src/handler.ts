@@ -10,6 +10,7 @@ import { buildEvents, type CallStatus, RESERVED_DATA_KEYS } from "./events";
 import { parseHandlerOptions, type MeteringEventOptions, type ResolvedEventOptions } from "./handler-options";
 import { IngestClient, type IngestStats } from "./ingest/client";
 import { IngestError } from "./ingest/errors";
+import { onRunBlocked, wasRunBlocked } from "./blocked-runs";
 import { RunWatch } from "./drain";
 import { joinLifecycle } from "./ingest/lifecycle";
 import type { IngestOptions } from "./ingest/options";
@@ -77,6 +78,8 @@ export interface MeteringStats {
   duplicateRunIds: number;
   /** Runs that ended after being forgotten (billed all the same, while still remembered). */
   lateEnds: number;
+  /** Model calls a budget guard stopped before they were sent (nothing to bill). */
+  blocked: number;
   /** Runs currently between start and end. */
   open: number;
   /** What the ingest client did with the events, when the client counts (an `IngestClient` does). */
@@ -121,7 +124,10 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
     unsupportedPath: 0,
     duplicateRunIds: 0,
     lateEnds: 0,
+    blocked: 0,
   };
+  /** Told by a budget guard of a call it stopped: no end will come for it (blocked-runs.ts). */
+  readonly #blockedListener = { blocked: (runId: string) => this.#blockedRun(runId) };
   /** Later starts are not metered (shutdown finished draining). */
   #closed = false;
   #clientClosed = false;
@@ -189,6 +195,7 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
     };
     Object.defineProperty(this, METERING_HOOKS, { value: hooks });
     installLangChainHooks();
+    onRunBlocked(this.#blockedListener);
   }
 
   /** One handler owns one client: LangChain's copies must share it, not build another. */
@@ -436,6 +443,14 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
     }
   }
 
+  /** A budget guard stopped a call this handler had seen start: it was never sent, and no end will come. */
+  #blockedRun(runId: string): void {
+    const taken = this.#models.take(runId);
+    if (taken === undefined || taken.late) return;
+    this.#watch.modelEnded(taken.entry.invisibleParent);
+    this.#stats.blocked++;
+  }
+
   /** Tells `onUnbilled` about a call that produced no event (the caller tells the logger, where it should). */
   #unbilled(runId: string | undefined, run: Partial<Pick<ModelRun, "model" | "provider" | "subject">>, reason: UnbilledReason, message: string): void {
     const onUnbilled = this.#options.onUnbilled;
@@ -618,6 +633,10 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
       return;
     }
     try {
+      if (wasRunBlocked(runId)) {
+        this.#stats.blocked++;
+        return;
+      }
       if (this.#models.has(runId)) {
         // Two calls under one run id at once: their callbacks cannot be told apart, so one bill.
         this.#stats.duplicateRunIds++;
