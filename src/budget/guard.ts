@@ -412,7 +412,9 @@ export class BudgetGuard extends BaseCallbackHandler {
         );
       }
     }
-    const { root, seen } = this.#runs.rootOf(runId, parentRunId);
+    const { root, seen: parentSeen } = this.#runs.rootOf(runId, parentRunId);
+    // No parent, yet LangGraph's metadata: a graph ran it, with no callbacks the guard could see.
+    const seen = parentSeen && !(parentRunId === undefined && typeof metadata?.langgraph_node === "string");
     let limits = this.#options.runBudget;
     const own = metadata?.runBudget;
     if (own !== undefined) {
@@ -423,8 +425,8 @@ export class BudgetGuard extends BaseCallbackHandler {
     if (limits !== undefined && !seen) {
       this.#warnings.warn(
         "unseen-parent",
-        "a model call ran inside a chain the budget guard did not see start, so its run budget counts from that chain, not from the outermost invoke(): " +
-          "pass the guard in the outermost invoke's `callbacks` (not only on the model) to budget whole agent runs",
+        "a model call ran inside a chain or graph the budget guard did not see start, so its run budget counts from that chain (or from the call alone), " +
+          "not from the outermost invoke(): pass the guard in the outermost invoke's `callbacks` (not only on the model) to budget whole agent runs",
         "model calls whose run the guard could not see (run budget counted per parent)",
       );
     }
