@@ -12,7 +12,7 @@ const root = join(import.meta.dirname, "..");
 
 // The user's environment must not leak in: no real key, no real endpoint.
 const cleanEnv = () =>
-  Object.fromEntries(Object.entries(process.env).filter(([key]) => !/^(OPENAI_|API_|SUBJECT|MODEL|INPUT_PRICE|OUTPUT_PRICE|OFFLINE_)/.test(key)));
+  Object.fromEntries(Object.entries(process.env).filter(([key]) => !/^(OPENAI_|API_|SUBJECT|MODEL|INPUT_PRICE|OUTPUT_PRICE|OFFLINE_|GRANT_TOKENS|BUDGET_)/.test(key)));
 
 function runExample(input: string, env: Record<string, string>, script = "examples/agent.ts"): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
@@ -146,6 +146,23 @@ describe("the example agent (npm start)", () => {
     expect(stdout).toMatch(new RegExp(`Input tokens\\s+${input}\\s+\\$0\\.000001\\s+\\$${(input * 0.000001).toFixed(6)}`));
     expect(stdout).toMatch(new RegExp(`Output tokens\\s+${output}\\s+\\$0\\.000002\\s+\\$${(output * 0.000002).toFixed(6)}`));
     expect(stdout).toMatch(new RegExp(`Total\\s+\\$${(input * 0.000001 + output * 0.000002).toFixed(6)}`));
+  }, 60_000);
+
+  it("offline: a customer with a small grant runs out during the session; later prompts get a clear message instead of an answer (no stack trace), and only the answered ones are metered", async () => {
+    const prompts = ["What is 1+1?", "hello", "What is 2+2?", "What is 3*7?", "What is 9-4?"];
+    const { code, stdout, stderr } = await runExample(`${prompts.join("\n")}\n`, { GRANT_TOKENS: "200" });
+    expect(code, stderr).toBe(0);
+    expect(stdout).toContain("Customer acme has a grant of 200 tokens (llm_tokens)");
+    const answers = stdout.split("\n").filter((line) => line.startsWith("AI: "));
+    expect(answers).toHaveLength(prompts.length);
+    const stopped = answers.filter((line) => line.startsWith("AI: [not answered: "));
+    const answered = answers.length - stopped.length;
+    // 200 tokens cover the first two turns (28+8 and 47+14 metered), not a third one's worst case.
+    expect(answered).toBe(2);
+    expect(stopped[0]).toMatch(/^AI: \[not answered: customer "acme" has \d+ of `llm_tokens` left \(.*\); this call could need \d+ \(about \d+ prompt tokens \+ up to 64 output\): .*add a grant\. The model was not called\.\]$/);
+    expect(eventsIn(stdout)).toHaveLength(2 * answered);
+    expect(stdout).toMatch(new RegExp(`Budget: acme has \\d+ tokens of llm_tokens left of a 200-token grant; ${prompts.length - answered} call\\(s\\) stopped before the model\\.`));
+    expect(`${stdout}\n${stderr}`).not.toMatch(/\n\s+at |Error in handler/);
   }, 60_000);
 
   it("with OPENAI_API_KEY and API_URL: streams a real ChatOpenAI and meters exactly what the provider reported", async () => {
