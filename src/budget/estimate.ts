@@ -135,6 +135,9 @@ export function counterFor(counter: TokenCounter): TokenEstimator {
   return counter;
 }
 
+/** Messages shorter than this (characters) are counted at every call rather than remembered. */
+const SHORT_MESSAGE = 256;
+
 /**
  * Prompt tokens of a call, each message counted once per counter: an agent sends its history again
  * on every call, and the message objects are the same ones (LangChain passes them through).
@@ -157,6 +160,8 @@ export class PromptEstimator {
   #message(message: unknown): number {
     if (typeof message !== "object" || message === null) return estimateMessage(message, this.#count);
     const content = (message as { content?: unknown }).content;
+    // A short text is counted faster than it is looked up (and a one-off message would only fill the cache).
+    if (typeof content === "string" && content.length < SHORT_MESSAGE) return estimateMessage(message, this.#count);
     const known = this.#seen.get(message);
     // The same object with the same content (a message changed in place is counted again).
     if (known !== undefined && known.content === content) return known.tokens;

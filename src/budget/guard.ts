@@ -485,13 +485,21 @@ export class BudgetGuard extends BaseCallbackHandler {
   }
 
   #decide(plan: Plan): Decision {
-    const entitlement = plan.state !== undefined ? this.#checkEntitlement(plan, plan.state) : ({ allow: true } as Decision);
+    const entitlement = plan.state !== undefined ? this.#checkEntitlement(plan, plan.state) : ALLOW;
     if (!entitlement.allow) return entitlement;
     const run = plan.limits !== undefined ? this.#checkRun(plan, plan.limits, plan.run) : undefined;
     return run ?? entitlement;
   }
 
   #checkEntitlement(plan: Plan, state: CustomerState): Decision {
+    // The common case first, with nothing allocated: a balance read, access, and room for the call.
+    const reading = state.account.reading;
+    const api = this.#entitlements!.api;
+    if (state.status === "ready" && reading !== undefined && (reading.hasAccess || state.softLimit === true)) {
+      const available = state.account.available();
+      if (available === undefined || api === "v3") return ALLOW;
+      if (this.#units(plan.inputTokens, plan.outputTokens, plan.model, plan.provider) <= available) return ALLOW;
+    }
     const feature = this.#entitlements!.feature;
     const who = `customer ${JSON.stringify(state.subject)}`;
     const base = { source: "entitlement" as const, subject: state.subject, feature, model: plan.model, runId: plan.runId, rootRunId: plan.root };
@@ -528,8 +536,8 @@ export class BudgetGuard extends BaseCallbackHandler {
       case "ready":
         break;
     }
-    const reading = state.account.reading!;
     const soft = state.softLimit === true;
+    if (reading === undefined) return ALLOW; // not reached: a ready customer has a reading
     if (!reading.hasAccess && !soft) {
       return block("no_access", `OpenMeter says ${who} has no access to \`${feature}\` (its balance is used up): add a grant, or let the agent stop here`, {
         remaining: Math.max(0, state.account.available() ?? 0),
@@ -537,9 +545,9 @@ export class BudgetGuard extends BaseCallbackHandler {
       });
     }
     const available = state.account.available();
-    if (available === undefined || this.#entitlements!.api === "v3") return { allow: true };
+    if (available === undefined || api === "v3") return ALLOW;
     const required = this.#units(plan.inputTokens, plan.outputTokens, plan.model, plan.provider);
-    if (required <= available) return { allow: true };
+    if (required <= available) return ALLOW;
     const detail =
       `${fmt(available)} of \`${feature}\` left (balance ${fmt(reading.balance ?? 0)} at the last read, ${fmt(state.account.local)} metered here since, ` +
       `${fmt(state.account.reserved)} reserved by calls in flight); this call could need ${fmt(required)} (about ${fmt(plan.inputTokens)} prompt tokens + up to ${fmt(plan.outputTokens)} output)`;
@@ -626,7 +634,16 @@ export class BudgetGuard extends BaseCallbackHandler {
   }
 
   #units(input: number, output: number, model: string | undefined, provider: string | undefined): number {
-    return this.#count({ input, output, model, provider });
+    switch (this.#options.countUsage) {
+      case "total":
+        return input + output;
+      case "input":
+        return input;
+      case "output":
+        return output;
+      default:
+        return this.#count({ input, output, model, provider });
+    }
   }
 
   #describeCustomer(state: CustomerState): CustomerBudget {
@@ -664,6 +681,8 @@ interface Plan {
   root: string;
   ownRoot: boolean;
 }
+
+const ALLOW: Decision = Object.freeze({ allow: true });
 
 const ZERO: TokenUsage = { input: 0, output: 0, inputEstimated: false, outputEstimated: false };
 
