@@ -1,6 +1,6 @@
 /**
  * Runs every benchmark, each in its own process (fresh heap and JIT, GC exposed), prints their
- * tables, and writes bench/RESULTS.md.   npm run bench   (BENCH_ONLY=latency,load to pick some;
+ * tables, and writes bench/RESULTS.md.   npm run bench   (BENCH_ONLY=latency,budget to pick some;
  * BENCH_OUTAGE_S=60 for the full one-minute outage; BENCH_NO_WRITE=1 to leave RESULTS.md alone)
  */
 import { spawnSync } from "node:child_process";
@@ -12,7 +12,7 @@ import { type BenchResult, machine } from "./lib/env";
 import { renderResult } from "./lib/report";
 import { table } from "./lib/stats";
 
-const names = ["latency", "load", "throughput", "memory"];
+const names = ["latency", "load", "throughput", "memory", "budget"];
 const only = process.env.BENCH_ONLY?.split(",").map((s) => s.trim());
 const dir = mkdtempSync(join(tmpdir(), "bench-"));
 const here = fileURLToPath(new URL(".", import.meta.url));
@@ -64,13 +64,14 @@ if (!process.env.BENCH_NO_WRITE && !only) {
     "## Reproduce",
     "",
     "```sh",
-    "npm run bench                          # all four, ~3 minutes, writes bench/RESULTS.md",
+    "npm run bench                          # all five, ~4 minutes, writes bench/RESULTS.md",
     "BENCH_OUTAGE_S=60 npm run bench        # the full one-minute outage",
-    "npx tsx bench/latency.ts               # one benchmark alone (also load, throughput, memory)",
+    "npx tsx bench/latency.ts               # one benchmark alone (also load, throughput, memory, budget)",
     "```",
     "",
     "Knobs: BENCH_LATENCY_CALLS (20000), BENCH_NAIVE_CALLS (500), BENCH_LOAD_RATE (500), BENCH_LOAD_SECONDS (10), " +
-      "BENCH_THROUGHPUT_EVENTS (200000), BENCH_MEMORY_CALLS (1000000), BENCH_MEMORY_MODEL_CALLS (50000), BENCH_OUTAGE_S (20).",
+      "BENCH_THROUGHPUT_EVENTS (200000), BENCH_MEMORY_CALLS (1000000), BENCH_MEMORY_MODEL_CALLS (50000), BENCH_OUTAGE_S (20), " +
+      "BENCH_BUDGET_CALLS (20000), BENCH_BUDGET_SUBJECTS (200).",
     "",
     ...results.map((r) => renderResult(r, "##")),
   ].join("\n");
