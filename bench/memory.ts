@@ -53,7 +53,7 @@ async function millionCalls(calls: number) {
       done += chunk;
       await new Promise((r) => setImmediate(r));
       // Back-pressure like a real process at full speed: never let the queue hit maxQueueSize.
-      while (client.stats().queueDepth > 4000) await sleep(1);
+      while ((client.stats().pending.memory + client.stats().pending.disk) > 4000) await sleep(1);
     }
   };
   await drive(20_000); // warm-up
@@ -129,14 +129,14 @@ export async function outage(seconds: number, rate: number, maxQueueSize: number
     for (; calls < due; calls++) oneCall(handler, args);
     if (elapsed >= nextSample) {
       const s = client.stats();
-      samples.push({ t: elapsed, heap: await settledHeap(), queue: s.queueDepth, inFlight: s.inFlight, spool: spoolBytes() });
+      samples.push({ t: elapsed, heap: await settledHeap(), queue: s.pending.memory + s.pending.disk, inFlight: s.inFlight, spool: spoolBytes() });
       nextSample += Math.max(1, seconds / 20);
     }
     await sleep(5);
   }
   {
     const s = client.stats();
-    samples.push({ t: seconds, heap: await settledHeap(), queue: s.queueDepth, inFlight: s.inFlight, spool: spoolBytes() });
+    samples.push({ t: seconds, heap: await settledHeap(), queue: s.pending.memory + s.pending.disk, inFlight: s.inFlight, spool: spoolBytes() });
   }
   await endpoint.setDown(false);
   const outageCalls = calls;
@@ -218,13 +218,13 @@ export async function run(): Promise<BenchResult> {
       },
     ],
     notes: [
-      `a) ${m.delivered.toLocaleString("en-US")} events delivered (${(2 * (calls + 20_000)).toLocaleString("en-US")} expected with the warm-up); client dropped ${m.stats.dropped}, failed ${m.stats.failed}; handler: ${m.handlerStats.metered} metered, ${m.handlerStats.open} runs open at the end.`,
+      `a) ${m.delivered.toLocaleString("en-US")} events delivered (${(2 * (calls + 20_000)).toLocaleString("en-US")} expected with the warm-up); client dropped ${m.stats.dropped}, refused ${m.stats.refused}; handler: ${m.handlerStats.metered} metered, ${m.handlerStats.open} runs open at the end.`,
       `b) ${model.toLocaleString("en-US")} calls through a real chat model's invoke(): heap ${mb(mc.before)} → ${mb(mc.after)} (${mb(mc.after - mc.before)}); ` +
         `${mc.delivered.toLocaleString("en-US")} events delivered, ${mc.stats.dropped} dropped.`,
       `c) ${o.outageCalls.toLocaleString("en-US")} calls (${(2 * o.outageCalls).toLocaleString("en-US")} events) during the outage; with traffic going on at the same rate after it ended, ` +
         `every event sent so far (${o.unique.toLocaleString("en-US")} of ${o.expected.toLocaleString("en-US")} unique) had arrived ${fmt(o.recoverySeconds, 1)} s later ` +
         `(${o.unique >= o.expected ? "none lost" : `${o.expected - o.unique} missing at the 120 s cap`}); ` +
-        `client: ${o.stats.spooled} spooled, ${o.stats.replayed} replayed, ${o.stats.retries} retries, ${o.stats.dropped} dropped. Heap after recovery: ${mb(o.heapAfter - o.heapStart)} vs before.`,
+        `client: ${o.stats.pending.disk} still on disk, ${o.stats.delivered} delivered, ${o.stats.retries} retries, ${o.stats.dropped} dropped. Heap after recovery: ${mb(o.heapAfter - o.heapStart)} vs before.`,
       "c) Traffic is kept going after the outage, as in a live service: the spool is replayed right after a live batch succeeds. " +
         "An idle process catches up too, on the replay timer (5 s, doubling while the endpoint stays down), which this run does not wait for.",
     ],
