@@ -293,3 +293,20 @@ describe("examples/options.ts (the README's option groups)", () => {
     expect(`${stdout}${stderr}`).not.toMatch(/right-key|wrong-key|om_example_key/);
   }, 60_000);
 });
+
+describe("examples/budgets.ts (the README's budget modes)", () => {
+  it("runs every mode offline: a customer stopped at its grant and reopened by a new one, Konnect's access, a run budget ending an agent loop gracefully, a money budget, the preview", async () => {
+    const { code, stdout, stderr } = await runExample("", {}, "examples/budgets.ts");
+    expect(code, stderr).toBe(0);
+    const section = (title: string) => stdout.slice(stdout.indexOf(`## ${title}`)).split("\n## ")[0]!;
+    const customer = section("Per customer");
+    expect(customer.match(/: answered "/g)).toHaveLength(5); // 4 within the grant, 1 after the new grant
+    expect(customer).toMatch(/call 5: stopped \(exhausted\): customer "acme" has \d+ of `llm_tokens` left/);
+    expect(customer).toMatch(/OpenMeter's balance now: \d+ tokens/);
+    expect(section("Konnect v3")).toMatch(/acme: answered\n {2}globex: stopped \(no_access\)/);
+    expect(section("Per run")).toMatch(/\d+ model calls, then: Stopping here: this task used its budget/);
+    expect(section("Money")).toMatch(/a short call: answered\n {2}with metadata\.runBudget \{ maxCost: 0\.00003 \}: stopped \(cost\)/);
+    expect(section("Preview")).toMatch(/estimate\(\): \d+ input tokens, up to \d+ in all, at most \$0\.\d{6}\n {2}guard\.preview\(\): allowed false \(exhausted\); acme has 400 tokens available/);
+    expect(stderr).not.toMatch(/Error in handler|\n\s+at /);
+  }, 60_000);
+});
