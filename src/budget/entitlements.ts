@@ -10,7 +10,7 @@
  *   subtracted from it); a customer with no reading yet is `unavailable`, which the guard lets
  *   through or stops as `onUnavailable` says. Failures are told once, then counted; the recovery is told.
  */
-import { delay, type Clock, type ClockTimer } from "../clock";
+import type { Clock, ClockTimer } from "../clock";
 import type { WarningDigest } from "../unbilled";
 import type { EntitlementClient, Reading } from "./openmeter-client";
 import { BalanceAccount } from "./reservations";
@@ -124,7 +124,9 @@ export class EntitlementCache {
 
   /** Resolves when the customer's first read has answered or failed, or after `firstCallTimeoutMs`. */
   waitForFirstRead(state: CustomerState): Promise<void> {
-    return Promise.race([state.firstRead, delay(this.#options.clock, this.#options.firstCallTimeoutMs)]);
+    let timer: ClockTimer | undefined;
+    const late = new Promise<void>((resolve) => (timer = this.#options.clock.setTimeout(resolve, this.#options.firstCallTimeoutMs)));
+    return Promise.race([state.firstRead, late]).finally(() => timer?.clear());
   }
 
   /** Reads now: one customer, or every one known. */
@@ -179,6 +181,7 @@ export class EntitlementCache {
       this.#client.read(customer),
       state.softLimit === undefined ? this.#client.softLimit(customer) : Promise.resolve(state.softLimit),
     ]);
+    if (this.#closed) return; // closed meanwhile: the answer is no longer used
     if (reading.kind === "failed") return this.#failed(state, reading);
     this.#reads++;
     state.lastReadAt = clock.now();

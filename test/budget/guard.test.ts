@@ -4,6 +4,7 @@
  * the fake), reservations hold under concurrency, and every way a read can go is decided as the
  * README says.
  */
+import { BaseCallbackHandler } from "@langchain/core/callbacks/base";
 import { HumanMessage } from "@langchain/core/messages";
 import { RunnableLambda } from "@langchain/core/runnables";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
@@ -330,6 +331,44 @@ describe("APIs", () => {
     expect(warnings[0]).toMatch(/answered 401 .*: check apiKey/);
     expect(warnings.join("\n")).not.toMatch(/secret-key/);
     expect(consoleErrors.join("\n")).not.toMatch(/secret-key/);
+  });
+});
+
+describe("calls that never end, closing, what counts", () => {
+  it("a call stopped by another handler after the guard reserved it never ends: its reservation is held, then counted at its worst case after runTimeoutMs", async () => {
+    const { clock, guard } = await setup({ grant: 10_000 }, { runTimeoutMs: 5000 });
+    await guard.refresh("acme");
+    const other = BaseCallbackHandler.fromMethods({
+      handleChatModelStart() {
+        throw new Error("another handler says no");
+      },
+    });
+    Object.assign(other, { raiseError: true, awaitHandlers: true });
+    await expect(openai(fake, { maxTokens: 100 }).invoke(ask(), { callbacks: [guard, other], ...acme })).rejects.toThrow("another handler says no");
+    const worst = (await guard.preview(ask(), { maxOutputTokens: 100 })).estimate.worstCaseTokens;
+    expect(await guard.remaining("acme")).toMatchObject({ reserved: worst, unsettled: 0 });
+    await clock.advance(5000);
+    expect(await guard.remaining("acme")).toMatchObject({ reserved: 0, unsettled: worst, available: 10_000 - worst });
+    expect(guard.stats().open).toBe(0);
+  });
+
+  it("countUsage: a feature over output tokens only counts what the call may output and did output", async () => {
+    const { guard } = await setup({ grant: 99 }, { countUsage: "output" });
+    fake.respondWith(() => ({ content: "ok", usage: { prompt_tokens: 500, completion_tokens: 30 } }));
+    await openai(fake, { maxTokens: 99 }).invoke(ask(), { callbacks: [guard], ...acme }); // 99 output at worst: fits
+    expect(await guard.remaining("acme")).toMatchObject({ unsettled: 30, available: 69 });
+    await expect(openai(fake, { maxTokens: 99 }).invoke(ask(), { callbacks: [guard], ...acme })).rejects.toMatchObject({ required: 99, remaining: 69 });
+  });
+
+  it("after close() calls are let through unchecked (told once), and no refresh runs", async () => {
+    const { server, clock, guard, warnings } = await setup({ grant: 10 });
+    await guard.close();
+    await openai(fake).invoke(ask(), { callbacks: [guard], ...acme });
+    await openai(fake).invoke(ask(), { callbacks: [guard], ...acme });
+    expect(fake.requests).toHaveLength(2);
+    expect(warnings.filter((w) => w.includes("after the budget guard was closed"))).toHaveLength(1);
+    await clock.advance(60_000);
+    expect(valueReads({ server, clock })).toBe(0);
   });
 });
 
