@@ -334,6 +334,18 @@ describe("APIs", () => {
   });
 });
 
+describe("finding the customer", () => {
+  it("as the metering handler does: configurable[subjectKey], resolveSubject, defaultSubject", async () => {
+    const { guard } = await setup({ grant: 50 }, { subjectKey: "customer" });
+    await expect(openai(fake).invoke(ask(), { callbacks: [guard], configurable: { customer: "acme" } })).rejects.toMatchObject({ subject: "acme", reason: "exhausted" });
+    const resolved = await setup({ grant: 50 }, { resolveSubject: ({ tags }) => tags.find((t) => t.startsWith("customer:"))?.slice(9) });
+    await expect(openai(fake).invoke(ask(), { callbacks: [resolved.guard], tags: ["customer:acme"] })).rejects.toMatchObject({ subject: "acme" });
+    const fallback = await setup({ grant: 50 }, { defaultSubject: "acme" });
+    await expect(openai(fake).invoke(ask(), { callbacks: [fallback.guard] })).rejects.toMatchObject({ subject: "acme" });
+    expect(fake.requests).toHaveLength(0);
+  });
+});
+
 describe("calls that never end, closing, what counts", () => {
   it("a call stopped by another handler after the guard reserved it never ends: its reservation is held, then counted at its worst case after runTimeoutMs", async () => {
     const { clock, guard } = await setup({ grant: 10_000 }, { runTimeoutMs: 5000 });
