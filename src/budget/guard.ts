@@ -29,8 +29,9 @@ import { RunRegistry } from "../runs";
 import { SubjectResolution } from "../subject-resolution";
 import { WarningDigest } from "../unbilled";
 import { extractUsage, fromUsageMetadata, type TokenUsage } from "../usage";
+import { ALLOW, checkEntitlement, checkRun, type Decision, type EntitlementRules, type Plan } from "./decide";
 import { EntitlementCache, type CustomerState, type EntitlementStatus } from "./entitlements";
-import { BudgetExceededError, type BudgetExceededDetails, type BudgetStopReason } from "./errors";
+import { BudgetExceededError, type BudgetStopReason } from "./errors";
 import { counterFor, DEFAULT_MAX_OUTPUT_TOKENS, outputLimit, PromptEstimator, type CallEstimate } from "./estimate";
 import { EntitlementClient } from "./openmeter-client";
 import { parseBudgetGuardOptions, parseRunLimits, type BudgetGuardOptions, type CallUsage, type ResolvedBudgetGuardOptions } from "./options";
@@ -130,8 +131,6 @@ export interface PreviewOptions {
   /** Limits of the run it would belong to. @default the guard's runBudget */
   runBudget?: RunLimits;
 }
-
-type Decision = { allow: true; unchecked?: string; soft?: string } | { allow: false; message: string; details: BudgetExceededDetails };
 
 const REASONS: readonly BudgetStopReason[] = ["exhausted", "no_access", "no_entitlement", "unknown_customer", "unavailable", "unpriced"];
 
@@ -485,116 +484,26 @@ export class BudgetGuard extends BaseCallbackHandler {
   }
 
   #decide(plan: Plan): Decision {
-    const entitlement = plan.state !== undefined ? this.#checkEntitlement(plan, plan.state) : ALLOW;
+    const entitlement = plan.state !== undefined ? checkEntitlement(plan, plan.state, this.#rules()) : ALLOW;
     if (!entitlement.allow) return entitlement;
-    const run = plan.limits !== undefined ? this.#checkRun(plan, plan.limits, plan.run) : undefined;
+    const run = plan.limits !== undefined ? checkRun(plan, plan.limits, plan.run, this.#options.prices) : undefined;
     return run ?? entitlement;
   }
 
-  #checkEntitlement(plan: Plan, state: CustomerState): Decision {
-    // The common case first, with nothing allocated: a balance read, access, and room for the call.
-    const reading = state.account.reading;
-    const api = this.#entitlements!.api;
-    if (state.status === "ready" && reading !== undefined && (reading.hasAccess || state.softLimit === true)) {
-      const available = state.account.available();
-      if (available === undefined || api === "v3") return ALLOW;
-      if (this.#units(plan.inputTokens, plan.outputTokens, plan.model, plan.provider) <= available) return ALLOW;
-    }
-    const feature = this.#entitlements!.feature;
-    const who = `customer ${JSON.stringify(state.subject)}`;
-    const base = { source: "entitlement" as const, subject: state.subject, feature, model: plan.model, runId: plan.runId, rootRunId: plan.root };
-    const block = (reason: BudgetStopReason, message: string, extra: Partial<BudgetExceededDetails> = {}): Decision => ({
-      allow: false,
-      message,
-      details: { ...base, reason, ...extra },
-    });
-    switch (state.status) {
-      case "pending":
-      case "unavailable": {
-        const why = state.problem ?? `its first read did not answer within firstCallTimeoutMs (${this.#options.firstCallTimeoutMs} ms)`;
-        if (this.#options.onUnavailable === "block") {
-          return block("unavailable", `the entitlement \`${feature}\` of ${who} could not be read (${why}), and onUnavailable is "block": the call was not sent`);
-        }
-        return { allow: true, unchecked: `a model call for ${who} was let through without a balance to check: the entitlement \`${feature}\` could not be read (${why}); it is still metered (onUnavailable: "allow")` };
-      }
-      case "unknown_customer":
-        if (this.#options.unknownCustomer === "allow") {
-          return { allow: true, unchecked: `a model call for ${who}, whom OpenMeter does not know, was let through (unknownCustomer: "allow"): its usage is attributed to no customer until one has this key or subject` };
-        }
-        return block(
-          "unknown_customer",
-          `OpenMeter knows no ${who} (${state.problem ?? "404"}), so nobody would pay for this call: create the customer (its key or a usage-attribution subject key must be ${JSON.stringify(state.subject)}), map subjects with customerOf, or set unknownCustomer: "allow"`,
-        );
-      case "no_entitlement":
-        if (this.#options.withoutEntitlement === "allow") {
-          return { allow: true, unchecked: `a model call for ${who}, who has no entitlement \`${feature}\`, was let through (withoutEntitlement: "allow")` };
-        }
-        return block(
-          "no_entitlement",
-          `${who} has no entitlement \`${feature}\` (OpenMeter answers hasAccess: false), so the call was not sent: give the customer's plan a metered entitlement for \`${feature}\` (a soft limit for pay-as-you-go), or set withoutEntitlement: "allow"`,
-        );
-      case "ready":
-        break;
-    }
-    const soft = state.softLimit === true;
-    if (reading === undefined) return ALLOW; // not reached: a ready customer has a reading
-    if (!reading.hasAccess && !soft) {
-      return block("no_access", `OpenMeter says ${who} has no access to \`${feature}\` (its balance is used up): add a grant, or let the agent stop here`, {
-        remaining: Math.max(0, state.account.available() ?? 0),
-        required: this.#units(plan.inputTokens, plan.outputTokens, plan.model, plan.provider),
-      });
-    }
-    const available = state.account.available();
-    if (available === undefined || api === "v3") return ALLOW;
-    const required = this.#units(plan.inputTokens, plan.outputTokens, plan.model, plan.provider);
-    if (required <= available) return ALLOW;
-    const detail =
-      `${fmt(available)} of \`${feature}\` left (balance ${fmt(reading.balance ?? 0)} at the last read, ${fmt(state.account.local)} metered here since, ` +
-      `${fmt(state.account.reserved)} reserved by calls in flight); this call could need ${fmt(required)} (about ${fmt(plan.inputTokens)} prompt tokens + up to ${fmt(plan.outputTokens)} output)`;
-    if (soft) return { allow: true, soft: `${who} is past its balance (soft limit, so the call goes through): ${detail}` };
-    return block("exhausted", `${who} has ${detail}: shorten the prompt, lower the model's maxTokens, or add a grant`, { remaining: available, required });
-  }
-
-  #checkRun(plan: Plan, limits: RunLimits, run: RunAccount | undefined): Decision | undefined {
-    const base = { source: "run" as const, subject: plan.subject, model: plan.model, runId: plan.runId, rootRunId: plan.root };
-    const usedTokens = run?.usedTokens ?? 0;
-    const reservedTokens = run?.reservedTokens ?? 0;
-    const worstTokens = plan.inputTokens + plan.outputTokens;
-    if (limits.maxTokens !== undefined && usedTokens + reservedTokens + worstTokens > limits.maxTokens) {
-      const left = limits.maxTokens - usedTokens - reservedTokens;
-      return {
-        allow: false,
-        message:
-          `this run (root ${plan.root}) may use ${fmt(limits.maxTokens)} tokens and has ${fmt(left)} left (${fmt(usedTokens)} used, ${fmt(reservedTokens)} reserved); ` +
-          `this call could need ${fmt(worstTokens)} (about ${fmt(plan.inputTokens)} prompt tokens + up to ${fmt(plan.outputTokens)} output): let the agent wrap up, lower maxTokens, or raise runBudget.maxTokens`,
-        details: { ...base, reason: "exhausted", budget: "tokens", remaining: left, required: worstTokens },
-      };
-    }
-    if (limits.maxCost !== undefined) {
-      const price = priceOf(this.#options.prices, plan.model, plan.provider);
-      if (price === undefined) {
-        return {
-          allow: false,
-          message: `runBudget.maxCost is set but \`prices\` has no price for ${describeModel(plan.model)}, so this call cannot be counted: add prices[${JSON.stringify(plan.model ?? "<model>")}] = { input, output } (per token)`,
-          details: { ...base, reason: "unpriced", budget: "cost" },
-        };
-      }
-      const worstCost = worstCaseCost(price, plan.inputTokens, plan.outputTokens);
-      const usedCost = run?.usedCost ?? 0;
-      const reservedCost = run?.reservedCost ?? 0;
-      if (usedCost + reservedCost + worstCost > limits.maxCost) {
-        const left = limits.maxCost - usedCost - reservedCost;
-        return {
-          allow: false,
-          message:
-            `this run (root ${plan.root}) may cost ${money(limits.maxCost)} and has ${money(left)} left (${money(usedCost)} spent, ${money(reservedCost)} reserved); ` +
-            `this call could cost ${money(worstCost)} (${describeModel(plan.model)}, about ${fmt(plan.inputTokens)} prompt tokens + up to ${fmt(plan.outputTokens)} output): ` +
-            "let the agent wrap up, use a cheaper model, or raise runBudget.maxCost",
-          details: { ...base, reason: "exhausted", budget: "cost", remaining: left, required: worstCost },
-        };
-      }
-    }
-    return undefined;
+  #rulesCache: EntitlementRules | undefined;
+  #rules(): EntitlementRules {
+    const entitlements = this.#entitlements!;
+    const o = this.#options;
+    this.#rulesCache ??= {
+      feature: entitlements.feature,
+      accessOnly: entitlements.api === "v3",
+      firstCallTimeoutMs: o.firstCallTimeoutMs,
+      onUnavailable: o.onUnavailable,
+      unknownCustomer: o.unknownCustomer,
+      withoutEntitlement: o.withoutEntitlement,
+      units: (input, output, model, provider) => this.#units(input, output, model, provider),
+    };
+    return this.#rulesCache;
   }
 
   /** A call ended: its reservation goes, its usage counts (as metered now). */
@@ -668,21 +577,6 @@ export class BudgetGuard extends BaseCallbackHandler {
   }
 }
 
-interface Plan {
-  runId: string;
-  subject: string | undefined;
-  model: string | undefined;
-  provider: string | undefined;
-  inputTokens: number;
-  outputTokens: number;
-  state: CustomerState | undefined;
-  run: RunAccount | undefined;
-  limits: RunLimits | undefined;
-  root: string;
-  ownRoot: boolean;
-}
-
-const ALLOW: Decision = Object.freeze({ allow: true });
 
 const ZERO: TokenUsage = { input: 0, output: 0, inputEstimated: false, outputEstimated: false };
 
@@ -716,12 +610,4 @@ function outputChars(output: LLMResult): number {
   let chars = 0;
   for (const batch of output?.generations ?? []) for (const generation of batch ?? []) chars += typeof generation?.text === "string" ? generation.text.length : 0;
   return chars;
-}
-
-function fmt(n: number): string {
-  return Math.round(n).toLocaleString("en-US");
-}
-
-function money(n: number): string {
-  return Number(n.toPrecision(6)).toString();
 }
