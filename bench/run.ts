@@ -1,6 +1,6 @@
 /**
  * Runs every benchmark, each in its own process (fresh heap and JIT, GC exposed), prints their
- * tables, and writes bench/RESULTS.md.   npm run bench   (BENCH_ONLY=latency,load to pick some;
+ * tables, and writes bench/RESULTS.md.   npm run bench   (BENCH_ONLY=latency,budget to pick some;
  * BENCH_OUTAGE_S=60 for the full one-minute outage; BENCH_NO_WRITE=1 to leave RESULTS.md alone)
  */
 import { spawnSync } from "node:child_process";
@@ -12,7 +12,7 @@ import { type BenchResult, fileSystemOf, loadAverage, machine } from "./lib/env"
 import { renderResult } from "./lib/report";
 import { table } from "./lib/stats";
 
-const names = ["latency", "throughput", "memory", "load"];
+const names = ["latency", "throughput", "memory", "load", "budget"];
 const only = process.env.BENCH_ONLY?.split(",").map((s) => s.trim());
 const dir = mkdtempSync(join(tmpdir(), "bench-"));
 const here = fileURLToPath(new URL(".", import.meta.url));
@@ -67,13 +67,14 @@ if (!process.env.BENCH_NO_WRITE && !only) {
     "## Reproduce",
     "",
     "```sh",
-    "npm run bench                          # all four, a few minutes, writes bench/RESULTS.md",
+    "npm run bench                          # all five, a few minutes, writes bench/RESULTS.md",
     "BENCH_OUTAGE_S=60 npm run bench        # the full one-minute outage",
-    "npx tsx bench/latency.ts               # one benchmark alone (also throughput, memory, load)",
+    "npx tsx bench/latency.ts               # one benchmark alone (also throughput, memory, load, budget)",
     "```",
     "",
     "Knobs: BENCH_LATENCY_CALLS (20000), BENCH_NAIVE_CALLS (500), BENCH_THROUGHPUT_EVENTS (50000), BENCH_THROUGHPUT_REPS (5), " +
-      "BENCH_MEMORY_CALLS (1000000), BENCH_MEMORY_WARMUP (100000), BENCH_MEMORY_MODEL_CALLS (50000), BENCH_OUTAGE_S (20), BENCH_LOAD_RATE (500), BENCH_LOAD_SECONDS (10).",
+      "BENCH_MEMORY_CALLS (1000000), BENCH_MEMORY_WARMUP (100000), BENCH_MEMORY_MODEL_CALLS (50000), BENCH_OUTAGE_S (20), BENCH_LOAD_RATE (500), BENCH_LOAD_SECONDS (10), " +
+      "BENCH_BUDGET_CALLS (20000), BENCH_BUDGET_SUBJECTS (200).",
     "",
     ...results.map((r) => renderResult(r, "##")),
   ].join("\n");

@@ -6,6 +6,11 @@
  *   OPENAI_API_KEY=... npm start            a real model (MODEL, default gpt-4o-mini)
  *   API_URL=... API_KEY=... npm start       events to Konnect or OpenMeter instead of the local endpoint
  *
+ * Offline, the local endpoint also plays OpenMeter's entitlements: the customer gets a small grant
+ * (GRANT_TOKENS, default 300) and a budget guard stops any call that could overspend it, before the
+ * model is called, with a message instead of an answer. With API_URL, set BUDGET_FEATURE to the key of
+ * your customers' metered entitlement to guard calls the same way.
+ *
  * Each event is printed as it is handed to the ingest client; at the end (end of input, Ctrl-D,
  * Ctrl-C, SIGINT or SIGTERM) everything is flushed and an invoice preview is printed, once.
  * Ctrl-C during an answer aborts it (the provider bills what it generated, so the aborted call is
@@ -17,7 +22,7 @@ import { createInterface } from "node:readline";
 import { awaitAllCallbacks } from "@langchain/core/callbacks/promises";
 import type { BaseChatModel } from "@langchain/core/language_models/chat_models";
 import { AIMessage, HumanMessage, SystemMessage, type BaseMessage, type UsageMetadata } from "@langchain/core/messages";
-import { IngestClient, MeteringCallbackHandler, type CloudEvent, type EventSink } from "langchain-openmeter";
+import { BudgetExceededError, BudgetGuard, IngestClient, MeteringCallbackHandler, type CloudEvent, type EventSink } from "langchain-openmeter";
 import { startOpenMeterServer, type OpenMeterServer } from "langchain-openmeter/testing";
 import { addToTotals, formatInvoice, type Totals } from "./invoice";
 import { OfflineChatModel } from "./offline-model";
@@ -37,6 +42,9 @@ const prices = {
  * DELIVERY_DEADLINE_MS (for tests, not for users) shortens it.
  */
 const DELIVERY_DEADLINE_MS = Number(env.DELIVERY_DEADLINE_MS) || 10_000;
+/** The offline customer's grant, in tokens of the `llm_tokens` feature. */
+const GRANT_TOKENS = tokensFrom("GRANT_TOKENS", 300);
+const FEATURE = "llm_tokens";
 
 async function main(): Promise<void> {
   const model = await createModel();
@@ -76,6 +84,8 @@ async function main(): Promise<void> {
     stats: () => client.stats(), // so handler.stats().delivery says what was delivered
   };
   const handler = new MeteringCallbackHandler({ client: printingClient });
+  const guard = createGuard(url, apiKey, localServer, handler);
+  const callbacks = guard ? [handler, guard] : [handler];
 
   const history: BaseMessage[] = [new SystemMessage("You are a helpful, concise assistant.")];
   const interactive = process.stdin.isTTY === true;
@@ -129,21 +139,27 @@ async function main(): Promise<void> {
     process.stdout.write(interactive ? "AI: " : `You: ${question}\nAI: `);
     let reply = "";
     let reported: UsageMetadata | undefined;
+    let answered = true;
     answering = new AbortController();
     try {
-      const stream = await model.stream(history, { callbacks: [handler], metadata: { subject }, signal: answering.signal });
+      const stream = await model.stream(history, { callbacks, metadata: { subject }, signal: answering.signal });
       for await (const chunk of stream) {
         reply += chunk.text;
         reported = chunk.usage_metadata ?? reported;
         process.stdout.write(chunk.text);
       }
     } catch (error) {
-      if (answering.signal.aborted) process.stdout.write(`\n${abortNote(stopReason ?? "Ctrl-C", reported)}`);
+      if (BudgetExceededError.is(error)) {
+        // Stopped before the model was called: nothing was sent, nothing is billed, the question stays unanswered.
+        process.stdout.write(`[not answered: ${error.message}. The model was not called.]`);
+        history.pop();
+        answered = false;
+      } else if (answering.signal.aborted) process.stdout.write(`\n${abortNote(stopReason ?? "Ctrl-C", reported)}`);
       else process.stdout.write(`[the model failed: ${error instanceof Error ? error.message : String(error)}]`);
     }
     answering = undefined;
     process.stdout.write("\n");
-    history.push(new AIMessage(reply));
+    if (answered) history.push(new AIMessage(reply));
     await awaitAllCallbacks(); // so this answer's events print before the next prompt
     printEvents();
     if (stopReason !== undefined) break;
@@ -191,6 +207,14 @@ async function main(): Promise<void> {
   }
   const totals = localServer ? totalsFrom(localServer) : handedOver;
   console.log(`\n${formatInvoice(totals, prices)}`);
+  if (guard) {
+    const left = await guard.remaining(subject);
+    const blocked = Object.values(guard.stats().blocked).reduce((sum, n) => sum + n, 0);
+    if (left.available !== undefined) {
+      console.log(`\nBudget: ${subject} has ${Math.max(0, Math.round(left.available))} tokens of ${FEATURE} left${localServer ? ` of a ${GRANT_TOKENS}-token grant` : ""}; ${blocked} call(s) stopped before the model.`);
+    }
+    await guard.close();
+  }
   if (undelivered > 0) {
     console.log(`  (${undelivered} of these events were not delivered: the billing platform has not seen them and will not bill them)`);
     // Undelivered usage is lost metering: say so in the exit code too.
@@ -214,6 +238,30 @@ function describeProblem(message: string | undefined): string {
   if (message === undefined) return "the endpoint did not answer in time";
   const text = message.replace(/; retr(ying|ies ran out).*$/, "");
   return /^network error/.test(text) ? `endpoint unreachable: ${text}` : text;
+}
+
+/**
+ * The budget guard: offline, against the local endpoint's entitlement (the customer, a metered
+ * `llm_tokens` feature and a small grant are created here); with API_URL, only when BUDGET_FEATURE names
+ * your entitlement's feature.
+ */
+function createGuard(url: string, apiKey: string | undefined, localServer: OpenMeterServer | undefined, handler: MeteringCallbackHandler): BudgetGuard | undefined {
+  let feature = env.BUDGET_FEATURE || undefined;
+  if (localServer) {
+    feature = FEATURE;
+    localServer.customers.add({ key: subject });
+    localServer.entitlements.add({ customer: subject, feature, meter: "llm_tokens" });
+    localServer.grants.add({ customer: subject, feature, amount: GRANT_TOKENS });
+    console.log(`Customer ${subject} has a grant of ${GRANT_TOKENS} tokens (${feature}); a budget guard stops any call that could overspend it.`);
+  }
+  if (feature === undefined) return undefined;
+  // LangChain logs each error a handler raises ("Error in handler BudgetGuard, …"); this chat prints its own message instead.
+  const consoleError = console.error;
+  console.error = (...args: unknown[]) => {
+    if (typeof args[0] === "string" && args[0].startsWith("Error in handler BudgetGuard")) return;
+    consoleError(...args);
+  };
+  return new BudgetGuard({ url, ...(apiKey ? { apiKey } : {}), feature, metering: handler });
 }
 
 async function createModel(): Promise<BaseChatModel> {
@@ -247,6 +295,17 @@ function totalsFrom(server: OpenMeterServer): Totals {
   const totals: Totals = new Map();
   for (const event of server.events) addToTotals(totals, event);
   return totals;
+}
+
+function tokensFrom(name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const tokens = Number(raw);
+  if (!Number.isInteger(tokens) || tokens <= 0) {
+    console.error(`${name} must be a whole number of tokens above 0, got ${JSON.stringify(raw)}`);
+    process.exit(2);
+  }
+  return tokens;
 }
 
 function priceFrom(name: string, fallback: number): number {

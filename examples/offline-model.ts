@@ -18,7 +18,8 @@ let encoder: Tiktoken | undefined;
  * token, without building the tokenizer.
  */
 const rough = process.env.OFFLINE_ROUGH_COUNTS === "1";
-const count = (text: string) => (rough ? Math.ceil(text.length / 4) : (encoder ??= new Tiktoken(o200k_base)).encode(text).length);
+const tokenizer = () => (encoder ??= new Tiktoken(o200k_base));
+const count = (text: string) => (rough ? Math.ceil(text.length / 4) : tokenizer().encode(text).length);
 
 /** Tokens as OpenAI counts a chat request: each message costs 3 framing tokens, the reply 3 more. */
 export function countChatTokens(messages: BaseMessage[]): number {
@@ -29,6 +30,13 @@ export function countChatTokens(messages: BaseMessage[]): number {
 
 export function countTokens(text: string): number {
   return count(text);
+}
+
+/** The text cut to at most `maxTokens` tokens, as a model stops at its limit. */
+function truncate(text: string, maxTokens: number): string {
+  if (rough) return text.length <= maxTokens * 4 ? text : text.slice(0, maxTokens * 4);
+  const tokens = tokenizer().encode(text);
+  return tokens.length <= maxTokens ? text : tokenizer().decode(tokens.slice(0, maxTokens));
 }
 
 /** A few things it can really answer; everything else gets an honest canned reply. */
@@ -49,15 +57,24 @@ export function answer(question: string): string {
 export interface OfflineChatModelParams extends BaseChatModelParams {
   /** A pause before each streamed word, in ms (default 0): makes a slow answer, for tests that interrupt one. */
   wordDelayMs?: number;
+  /** The most tokens an answer may have (default 64): reported as `max_tokens`, as real integrations do, and kept to. */
+  maxTokens?: number;
 }
 
 export class OfflineChatModel extends BaseChatModel {
   static readonly modelName = "offline-stand-in";
   readonly wordDelayMs: number;
+  readonly maxTokens: number;
 
-  constructor({ wordDelayMs = 0, ...params }: OfflineChatModelParams = {}) {
+  constructor({ wordDelayMs = 0, maxTokens = 64, ...params }: OfflineChatModelParams = {}) {
     super(params);
     this.wordDelayMs = wordDelayMs;
+    this.maxTokens = maxTokens;
+  }
+
+  /** What a call is made with: a budget guard reads `max_tokens` from here to reserve the call's worst case. */
+  override invocationParams(): Record<string, unknown> {
+    return { model: OfflineChatModel.modelName, max_tokens: this.maxTokens };
   }
 
   _llmType(): string {
@@ -70,7 +87,7 @@ export class OfflineChatModel extends BaseChatModel {
 
   #reply(messages: BaseMessage[]) {
     const last = messages.filter((m) => m.getType() === "human").at(-1);
-    const text = answer(last?.text ?? "");
+    const text = truncate(answer(last?.text ?? ""), this.maxTokens);
     const input = countChatTokens(messages);
     const output = countTokens(text);
     const usage: UsageMetadata = { input_tokens: input, output_tokens: output, total_tokens: input + output };

@@ -27,11 +27,24 @@ export interface SentPrompt {
 /** Estimated input tokens of what was sent. */
 export function estimateInput(sent: SentPrompt, estimator: TokenEstimator): number {
   let tokens = PER_PROMPT;
-  for (const message of sent.messages ?? []) tokens += PER_MESSAGE + estimator(messageText(message));
+  for (const message of sent.messages ?? []) tokens += estimateMessage(message, estimator);
   for (const prompt of sent.prompts ?? []) tokens += estimator(prompt);
-  if (sent.tools !== undefined && sent.tools !== null) tokens += estimator(safeJson(sent.tools));
+  tokens += estimateTools(sent.tools, estimator);
   return tokens;
 }
+
+/** Estimated tokens of one chat message: its text (tool calls included) and the format's framing. */
+export function estimateMessage(message: unknown, estimator: TokenEstimator): number {
+  return PER_MESSAGE + estimator(messageText(message));
+}
+
+/** Estimated tokens of the tool definitions sent with a call (0 for none). */
+export function estimateTools(tools: unknown, estimator: TokenEstimator): number {
+  return tools !== undefined && tools !== null ? estimator(safeJson(tools)) : 0;
+}
+
+/** What every chat prompt costs besides its messages. */
+export const PROMPT_OVERHEAD_TOKENS = PER_PROMPT;
 
 /** Estimated output tokens of what was received. */
 export function estimateOutput(receivedChars: number, received: readonly string[] | undefined, estimator: TokenEstimator): number {

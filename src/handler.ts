@@ -10,6 +10,7 @@ import { buildEvents, type CallStatus, RESERVED_DATA_KEYS } from "./events";
 import { parseHandlerOptions, type MeteringEventOptions, type ResolvedEventOptions } from "./handler-options";
 import { ENQUEUE_OWNED, IngestClient, type IngestStats } from "./ingest/client";
 import { IngestError } from "./ingest/errors";
+import { onRunBlocked, wasRunBlocked } from "./blocked-runs";
 import { RunWatch } from "./drain";
 import { joinLifecycle } from "./ingest/lifecycle";
 import type { IngestOptions } from "./ingest/options";
@@ -21,7 +22,9 @@ import { AnthropicUsageTap } from "./providers/anthropic-tap";
 import { type Bill, billFor } from "./providers";
 import { RunRegistry } from "./runs";
 import { type ObservedStreamEvent, StreamObserver } from "./stream-observer";
-import { checkSubject, type SubjectCheck } from "./subject";
+import { describeModel, errorMessage, invocationModel, isAbort, partialOutput, stringOr, toolsOf } from "./call-info";
+import { checkSubject } from "./subject";
+import { SubjectResolution } from "./subject-resolution";
 import { type UnbilledCall, type UnbilledReason, WarningDigest } from "./unbilled";
 import { unfinishedBill } from "./unfinished";
 import { extractUsage } from "./usage";
@@ -75,6 +78,8 @@ export interface MeteringStats {
   duplicateRunIds: number;
   /** Runs that ended after being forgotten (billed all the same, while still remembered). */
   lateEnds: number;
+  /** Model calls a budget guard stopped before they were sent (nothing to bill). */
+  blocked: number;
   /** Runs currently between start and end. */
   open: number;
   /** What the ingest client did with the events, when the client counts (an `IngestClient` does). */
@@ -103,6 +108,7 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
   readonly #warnings: WarningDigest;
   readonly #clock: Clock;
   readonly #estimate: TokenEstimator;
+  readonly #subjects: SubjectResolution;
   readonly #models: RunRegistry<ModelRun>;
   readonly #tap = new AnthropicUsageTap();
   /** Run ids of ended runs, oldest first, and how often each was used. */
@@ -118,7 +124,10 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
     unsupportedPath: 0,
     duplicateRunIds: 0,
     lateEnds: 0,
+    blocked: 0,
   };
+  /** Told by a budget guard of a call it stopped: no end will come for it (blocked-runs.ts). */
+  readonly #blockedListener = { blocked: (runId: string) => this.#blockedRun(runId) };
   /** Later starts are not metered (shutdown finished draining). */
   #closed = false;
   #clientClosed = false;
@@ -163,6 +172,7 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
     this.#clock = lifecycle.clock ?? events.clock ?? systemClock;
     this.#estimate = events.estimateTokens ?? roughTokenEstimate;
     this.#warnings = new WarningDigest(logger, this.#clock, events.warningIntervalMs);
+    this.#subjects = new SubjectResolution(events, (key, message, summary) => this.#warnings.warn(key, message, summary));
     this.#ownsClient = events.client === undefined;
     this.#onError = ingest?.onError;
     this.#shutdownTimeoutMs = lifecycle.shutdownTimeoutMs;
@@ -185,6 +195,7 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
     };
     Object.defineProperty(this, METERING_HOOKS, { value: hooks });
     installLangChainHooks();
+    onRunBlocked(this.#blockedListener);
   }
 
   /** One handler owns one client: LangChain's copies must share it, not build another. */
@@ -351,17 +362,6 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
     return this.#lastIso;
   }
 
-  // Most calls in a row are for the same customer: check a subject once, not on every call.
-  #lastSubject: unknown;
-  #lastCheck: SubjectCheck | undefined;
-  #checkSubject(candidate: unknown): SubjectCheck | undefined {
-    if (candidate !== this.#lastSubject || typeof candidate === "object") {
-      this.#lastSubject = candidate;
-      this.#lastCheck = checkSubject(candidate);
-    }
-    return this.#lastCheck;
-  }
-
   /** Turns a bill into events and hands them over; tells the user what was estimated. */
   #bill(runId: string, run: ModelRun, bill: Bill): void {
     const events = buildEvents(
@@ -441,6 +441,14 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
     } catch (error) {
       this.#warnings.logger.error(`could not settle run ${runId}: ${errorMessage(error)}`);
     }
+  }
+
+  /** A budget guard stopped a call this handler had seen start: it was never sent, and no end will come. */
+  #blockedRun(runId: string): void {
+    const taken = this.#models.take(runId);
+    if (taken === undefined || taken.late) return;
+    this.#watch.modelEnded(taken.entry.invisibleParent);
+    this.#stats.blocked++;
   }
 
   /** Tells `onUnbilled` about a call that produced no event (the caller tells the logger, where it should). */
@@ -627,6 +635,10 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
       return;
     }
     try {
+      if (wasRunBlocked(runId)) {
+        this.#stats.blocked++;
+        return;
+      }
       if (this.#models.has(runId)) {
         // Two calls under one run id at once: their callbacks cannot be told apart, so one bill.
         this.#stats.duplicateRunIds++;
@@ -658,10 +670,7 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
     }
   }
 
-  /**
-   * The run's customer: `resolveSubject` first, then `metadata[subjectKey]` (which `configurable[subjectKey]`
-   * fills when the metadata names none, see langchain-hooks.ts), then `defaultSubject`.
-   */
+  /** The run's customer (subject-resolution.ts); a run with none is reported unbilled. */
   #resolveSubject(
     metadata: Record<string, unknown> | undefined,
     tags: string[] | undefined,
@@ -670,31 +679,9 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
     model: string | undefined,
     provider: string | undefined,
   ): string | undefined {
-    const { subjectKey, resolveSubject, defaultSubject } = this.#options;
-    // The resolver first; what it leaves undecided or gets wrong falls back to the metadata key.
-    if (resolveSubject) {
-      let resolved: unknown;
-      try {
-        resolved = resolveSubject({ metadata: metadata ?? {}, tags: tags ?? [], runId, parentRunId });
-      } catch (error) {
-        this.#warnings.warn(
-          "resolveSubject:throw",
-          `\`resolveSubject\` threw (${errorMessage(error)}); falling back to metadata.${subjectKey}`,
-          "`resolveSubject` threw (fell back to the metadata)",
-        );
-      }
-      const checked = this.#checkSubject(resolved);
-      if (checked?.ok) return checked.subject;
-      if (checked) {
-        this.#warnings.warn(`subject:resolver:${checked.reason}`, `the subject from resolveSubject was refused: ${checked.reason}`, `subjects from resolveSubject refused (${checked.reason})`);
-      }
-    }
-    const checked = this.#checkSubject(metadata?.[subjectKey]);
-    if (checked?.ok) return checked.subject;
-    if (checked) {
-      this.#warnings.warn(`subject:${checked.reason}`, `the subject from metadata.${subjectKey} was refused: ${checked.reason}`, `subjects from metadata.${subjectKey} refused (${checked.reason})`);
-    }
-    if (defaultSubject !== undefined) return defaultSubject;
+    const subject = this.#subjects.resolve(metadata, tags, runId, parentRunId);
+    if (subject !== undefined) return subject;
+    const { subjectKey } = this.#options;
     this.#stats.missingSubject++;
     const message =
       `a model call had no subject, so it was not billed. Pass the customer as \`metadata: { ${subjectKey}: "<customer id>" }\` ` +
@@ -733,46 +720,4 @@ function normaliseArguments(
     );
   }
   return { ...(urlOrOptions as Record<string, unknown>) };
-}
-
-function invocationModel(extraParams: Record<string, unknown> | undefined): string | undefined {
-  const params = extraParams?.invocation_params as Record<string, unknown> | undefined;
-  return stringOr(params?.model) ?? stringOr(params?.model_name);
-}
-
-function stringOr(value: unknown): string | undefined {
-  return typeof value === "string" && value !== "" ? value : undefined;
-}
-
-function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
-function describeModel(model: string | undefined): string {
-  return model ? `model ${model}` : "a model with no name";
-}
-
-/** The tools a call declared (the provider counts their definitions as input). */
-function toolsOf(extraParams: Record<string, unknown> | undefined): unknown {
-  const params = extraParams?.invocation_params as Record<string, unknown> | undefined;
-  return params?.tools ?? params?.functions;
-}
-
-/**
- * An abort, as the provider SDKs and LangChain name it (AbortError, ModelAbortError, APIUserAbortError,
- * an `AbortSignal.timeout()`'s TimeoutError). An abort with a reason of the user's own is thrown as that
- * reason, which no callback can tell from a failure: it is reported as `error`.
- */
-function isAbort(error: unknown): boolean {
-  const { name, message } = (error ?? {}) as { name?: unknown; message?: unknown };
-  return (
-    (typeof name === "string" && /abort|^TimeoutError$/i.test(name)) ||
-    (typeof message === "string" && /^(AbortError|Request was aborted|This operation was aborted)/.test(message))
-  );
-}
-
-/** `ModelAbortError.partialOutput` (@langchain/core errors): the message aggregated before an abort. */
-function partialOutput(error: unknown): { usage_metadata?: unknown; content?: unknown } | undefined {
-  const partial = (error as { partialOutput?: unknown } | null)?.partialOutput;
-  return typeof partial === "object" && partial !== null ? (partial as { usage_metadata?: unknown; content?: unknown }) : undefined;
 }

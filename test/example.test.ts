@@ -13,7 +13,7 @@ const root = join(import.meta.dirname, "..");
 
 // The user's environment must not leak in: no real key, no real endpoint.
 const cleanEnv = () =>
-  Object.fromEntries(Object.entries(process.env).filter(([key]) => !/^(OPENAI_|API_|SUBJECT|MODEL|INPUT_PRICE|OUTPUT_PRICE|OFFLINE_)/.test(key)));
+  Object.fromEntries(Object.entries(process.env).filter(([key]) => !/^(OPENAI_|API_|SUBJECT|MODEL|INPUT_PRICE|OUTPUT_PRICE|OFFLINE_|GRANT_TOKENS|BUDGET_)/.test(key)));
 
 /**
  * The examples bundled once with esbuild (dependencies left to node_modules, as in a user's project),
@@ -24,7 +24,7 @@ const bundleDir = join(root, "node_modules", ".cache", "langchain-openmeter-test
 const bundled = (name: string) => join(bundleDir, `${name}.mjs`);
 beforeAll(async () => {
   await build({
-    entryPoints: { agent: "examples/agent.ts", options: "examples/options.ts" },
+    entryPoints: { agent: "examples/agent.ts", options: "examples/options.ts", budgets: "examples/budgets.ts" },
     bundle: true,
     platform: "node",
     format: "esm",
@@ -39,10 +39,11 @@ beforeAll(async () => {
 });
 
 /** `npm start` as the README says (tsx), or the bundle of the same example. */
-const command = (script: "agent" | "options" | "npm start") =>
+type Script = "agent" | "options" | "budgets" | "npm start";
+const command = (script: Script) =>
   script === "npm start" ? ["--import", "tsx", "examples/agent.ts"] : [bundled(script)];
 
-function runExample(input: string, env: Record<string, string>, script: "agent" | "options" | "npm start" = "agent"): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function runExample(input: string, env: Record<string, string>, script: Script = "agent"): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, command(script), { cwd: root, env: { ...cleanEnv(), ...env } });
     let stdout = "";
@@ -178,6 +179,23 @@ describe("the example agent (npm start)", () => {
     expect(stdout).toMatch(new RegExp(`Total\\s+\\$${(input * 0.000001 + output * 0.000002).toFixed(6)}`));
   }, 60_000);
 
+  it("offline: a customer with a small grant runs out during the session; later prompts get a clear message instead of an answer (no stack trace), and only the answered ones are metered", async () => {
+    const prompts = ["What is 1+1?", "hello", "What is 2+2?", "What is 3*7?", "What is 9-4?"];
+    const { code, stdout, stderr } = await runExample(`${prompts.join("\n")}\n`, { GRANT_TOKENS: "200" });
+    expect(code, stderr).toBe(0);
+    expect(stdout).toContain("Customer acme has a grant of 200 tokens (llm_tokens)");
+    const answers = stdout.split("\n").filter((line) => line.startsWith("AI: "));
+    expect(answers).toHaveLength(prompts.length);
+    const stopped = answers.filter((line) => line.startsWith("AI: [not answered: "));
+    const answered = answers.length - stopped.length;
+    // 200 tokens cover the first two turns (28+8 and 47+14 metered), not a third one's worst case.
+    expect(answered).toBe(2);
+    expect(stopped[0]).toMatch(/^AI: \[not answered: customer "acme" has \d+ of `llm_tokens` left \(.*\); this call could need \d+ \(about \d+ prompt tokens \+ up to 64 output\): .*add a grant\. The model was not called\.\]$/);
+    expect(eventsIn(stdout)).toHaveLength(2 * answered);
+    expect(stdout).toMatch(new RegExp(`Budget: acme has \\d+ tokens of llm_tokens left of a 200-token grant; ${prompts.length - answered} call\\(s\\) stopped before the model\\.`));
+    expect(`${stdout}\n${stderr}`).not.toMatch(/\n\s+at |Error in handler/);
+  }, 60_000);
+
   it("with OPENAI_API_KEY and API_URL: streams a real ChatOpenAI and meters exactly what the provider reported", async () => {
     const openai: OpenAIFake = await startOpenAIServer();
     const server: OpenMeterServer = await startOpenMeterServer({ apiKey: "om-test-key" });
@@ -304,5 +322,22 @@ describe("examples/options.ts (the README's option groups)", () => {
     expect(stdout).toMatch(/shutdown\(\) gave up after 0\.\d s, as shutdownTimeoutMs says/);
     expect(stdout).toMatch(/onError\(kind rejected, status 401\): .*check apiKey/);
     expect(`${stdout}${stderr}`).not.toMatch(/right-key|wrong-key|om_example_key/);
+  }, 60_000);
+});
+
+describe("examples/budgets.ts (the README's budget modes)", () => {
+  it("runs every mode offline: a customer stopped at its grant and reopened by a new one, Konnect's access, a run budget ending an agent loop gracefully, a money budget, the preview", async () => {
+    const { code, stdout, stderr } = await runExample("", {}, "budgets");
+    expect(code, stderr).toBe(0);
+    const section = (title: string) => stdout.slice(stdout.indexOf(`## ${title}`)).split("\n## ")[0]!;
+    const customer = section("Per customer");
+    expect(customer.match(/: answered "/g)).toHaveLength(5); // 4 within the grant, 1 after the new grant
+    expect(customer).toMatch(/call 5: stopped \(exhausted\): customer "acme" has \d+ of `llm_tokens` left/);
+    expect(customer).toMatch(/OpenMeter's balance now: \d+ tokens/);
+    expect(section("Konnect v3")).toMatch(/acme: answered\n {2}globex: stopped \(no_access\)/);
+    expect(section("Per run")).toMatch(/\d+ model calls, then: Stopping here: this task used its budget/);
+    expect(section("Money")).toMatch(/a short call: answered\n {2}with metadata\.runBudget \{ maxCost: 0\.00003 \}: stopped \(cost\)/);
+    expect(section("Preview")).toMatch(/estimate\(\): \d+ input tokens, up to \d+ in all, at most \$0\.\d{6}\n {2}guard\.preview\(\): allowed false \(exhausted\); acme has 400 tokens available/);
+    expect(stderr).not.toMatch(/Error in handler|\n\s+at /);
   }, 60_000);
 });

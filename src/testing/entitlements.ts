@@ -290,6 +290,36 @@ export class EntitlementStore {
     return [...this.#entitlements.values()].map(publicEntitlement);
   }
 
+  /**
+   * v2 `GET /api/v2/customers/{customerIdOrKey}/entitlements/{entitlementIdOrFeatureKey}`
+   * (`EntitlementMeteredV2`): 404 for an unknown customer and for a customer without it.
+   */
+  entitlementV2(customer: string, idOrFeatureKey: string): Record<string, unknown> {
+    const c = this.#customer(customer);
+    const ent = this.#entitlementOf(c, idOrFeatureKey);
+    if (!ent) throw new EntitlementApiError(404, `entitlement not found for feature ${idOrFeatureKey} and customer ${c.key}`);
+    const feature = this.#features.get(ent.featureKey)!;
+    const period = this.#periodAt(ent, this.#ctx.clock.wallNow());
+    const iso8601 = { HOUR: "PT1H", DAY: "P1D", WEEK: "P1W", MONTH: "P1M", YEAR: "P1Y" }[ent.usagePeriod.interval];
+    return {
+      type: "metered",
+      id: ent.id,
+      featureKey: ent.featureKey,
+      featureId: feature.id,
+      customerId: c.id,
+      customerKey: c.key,
+      isSoftLimit: ent.isSoftLimit,
+      preserveOverageAtReset: ent.preserveOverageAtReset,
+      usagePeriod: { interval: ent.usagePeriod.interval, intervalISO: iso8601, anchor: ent.usagePeriod.anchor },
+      currentUsagePeriod: { from: iso(period.from), to: iso(period.to) },
+      lastReset: iso(period.from),
+      measureUsageFrom: ent.measureUsageFrom,
+      activeFrom: ent.createdAt,
+      createdAt: ent.createdAt,
+      updatedAt: ent.createdAt,
+    };
+  }
+
   #entitlementOf(customer: Customer, idOrFeatureKey: string): EntitlementState | undefined {
     const byId = this.#entitlements.get(idOrFeatureKey);
     if (byId && byId.customerId === customer.id) return byId;

@@ -18,6 +18,7 @@
  * - entitlements (`entitlements.ts`): customers, features, metered entitlements and grants;
  *   `GET /api/v1/customers/{customerIdOrKey}/entitlements/{featureKey}/value`,
  *   `GET /api/v2/customers/{customerIdOrKey}/entitlements/{entitlementIdOrFeatureKey}/value`,
+ *   `GET /api/v2/customers/{customerIdOrKey}/entitlements/{entitlementIdOrFeatureKey}` (the entitlement, with `isSoftLimit`),
  *   `GET|POST /api/v2/customers/{customerIdOrKey}/entitlements/{entitlementIdOrFeatureKey}/grants`,
  *   v3 `GET /v3/openmeter/customers/{customerId}/entitlement-access`.
  * Beyond OpenMeter: optional bearer `apiKey` (401), 404/405 problems for other routes, scripted answers
@@ -536,6 +537,7 @@ export class OpenMeterServer {
         match(/^\/api\/v1\/meters\/[^/]+\/query$/, ["GET"], "meterQuery") ??
         match(/^\/api\/v1\/customers\/[^/]+\/entitlements\/[^/]+\/value$/, ["GET"], "valueV1") ??
         match(/^\/api\/v2\/customers\/[^/]+\/entitlements\/[^/]+\/value$/, ["GET"], "valueV2") ??
+        match(/^\/api\/v2\/customers\/[^/]+\/entitlements\/[^/]+$/, ["GET"], "entitlementV2") ??
         match(/^\/api\/v2\/customers\/[^/]+\/entitlements\/[^/]+\/grants$/, ["GET", "POST"], "grantsV2")
       );
     }
@@ -688,7 +690,7 @@ export class OpenMeterServer {
       const version = parts[2]!;
       const customer = parts[4]!;
       const feature = parts[6]!;
-      const what = parts[7]!;
+      const what = parts[7];
       if (customer === "" || customer.length > 256) {
         return this.#answerProblem(res, record, new Problem(400, `parameter "customerIdOrKey" in path has an error: doesn't match any schema`));
       }
@@ -697,6 +699,7 @@ export class OpenMeterServer {
         const name = version === "v1" ? "featureKey" : "entitlementIdOrFeatureKey";
         return this.#answerProblem(res, record, new Problem(400, `parameter "${name}" in path has an error: string doesn't match the regular expression "${featurePattern.source}"`));
       }
+      if (what === undefined) return this.#answerJson(res, record, 200, this.#entitlementStore.entitlementV2(customer, feature));
       if (what === "value") {
         const timeText = url.searchParams.get("time");
         let at: number | undefined;

@@ -262,3 +262,26 @@ describe("HTTP: v3 (Kong Konnect) entitlement access", () => {
     expect((await getJson(server, "/v3/openmeter/customers/01G65Z755AFWAKHE12NY0CQ9FH/entitlement-access")).status).toBe(404);
   });
 });
+
+describe("HTTP: v2 entitlement (isSoftLimit is not part of the value)", () => {
+  it("GET /api/v2/customers/{customerIdOrKey}/entitlements/{featureKey} answers EntitlementMeteredV2 with isSoftLimit; 404 without one", async () => {
+    const { server } = await setup({ isSoftLimit: true });
+    const acme = server.customers.get("acme")!;
+    const { status, body } = await getJson(server, "/api/v2/customers/acme/entitlements/tokens");
+    expect(status).toBe(200);
+    expect(body).toMatchObject({
+      type: "metered",
+      featureKey: "tokens",
+      customerId: acme.id,
+      customerKey: "acme",
+      isSoftLimit: true,
+      usagePeriod: { interval: "MONTH", intervalISO: "P1M", anchor: at(0) },
+      currentUsagePeriod: { from: at(0), to: "2026-06-05T10:00:00.000Z" },
+      measureUsageFrom: at(0),
+    });
+    expect((await getJson(server, "/api/v2/customers/globex/entitlements/tokens")).status).toBe(404); // no such entitlement
+    expect((await getJson(server, "/api/v2/customers/nobody/entitlements/tokens")).status).toBe(404);
+    const hard = await setup();
+    expect((await getJson(hard.server, "/api/v2/customers/acme/entitlements/tokens")).body).toMatchObject({ isSoftLimit: false });
+  });
+});
