@@ -1,14 +1,25 @@
-// The suite as Stryker runs it for every mutant: the whole of vitest.config.ts less the child-process
-// files, which take tens of seconds each, spawn other Node processes that Stryker's instrumented code
-// does not reach, and so can neither kill a mutant nor be spared by per-test coverage.
-import { defineConfig, mergeConfig } from "vitest/config";
+// The suite as Stryker runs it for every mutant (npm run mutate, see docs/mutation.md).
+//
+// - The child-process files are left out: they take tens of seconds each and exercise other Node
+//   processes, which Stryker's instrumented code does not reach, so they cannot kill a mutant.
+// - Test files share one module cache per worker (`isolate: false`): Stryker switches mutants at run
+//   time, so the modules need not be loaded again for every mutant, and LangChain's imports cost
+//   seconds per file. The two files that count the process's own listeners keep a fresh process.
+import { defineConfig } from "vitest/config";
 import base from "./vitest.config";
 
-export default mergeConfig(
-  base,
-  defineConfig({
-    test: {
-      exclude: ["test/process/**", "test/example.test.ts", "test/package.test.ts", "**/node_modules/**"],
-    },
-  }),
-);
+const slow = ["test/process/**", "test/example.test.ts", "test/package.test.ts"];
+const processGlobal = ["test/ingest/lifecycle.test.ts", "test/ingest/options.test.ts"];
+
+export default defineConfig({
+  resolve: base.resolve,
+  test: {
+    projects: [
+      {
+        resolve: base.resolve,
+        test: { ...base.test, name: "shared", isolate: false, exclude: [...slow, ...processGlobal, "**/node_modules/**"] },
+      },
+      { resolve: base.resolve, test: { ...base.test, name: "isolated", include: processGlobal } },
+    ],
+  },
+});
