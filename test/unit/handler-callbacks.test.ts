@@ -319,6 +319,13 @@ describe("end callbacks", () => {
     ]);
   });
 
+  it("a clock at wall time 0 gives the epoch as the event time, not an empty one", () => {
+    const { handler, start, sink } = setup({ clock: new TestClock({ wall: 0 }) });
+    start("r1");
+    handler.handleLLMEnd(reported(um(1, 1)), "r1");
+    expect(sink.events.map((e) => e.time)).toStrictEqual(["1970-01-01T00:00:00.000Z", "1970-01-01T00:00:00.000Z"]);
+  });
+
   it("LangChain's estimate is billed, flagged, and the user told once per model", () => {
     const { handler, start, sink, warnings } = setup();
     for (const id of ["r1", "r2"]) {
