@@ -4,12 +4,12 @@
 //   processes, which Stryker's instrumented code does not reach, so they cannot kill a mutant.
 // - Test files share one module cache per worker (`isolate: false`): Stryker switches mutants at run
 //   time, so the modules need not be loaded again for every mutant, and LangChain's imports cost
-//   seconds per file. The two files that count the process's own listeners keep a fresh process.
+//   seconds per file. The files that count or emit on the process's own listeners keep a fresh process.
 import { defineConfig } from "vitest/config";
 import base from "./vitest.config";
 
 const slow = ["test/process/**", "test/example.test.ts", "test/package.test.ts"];
-const processGlobal = ["test/ingest/lifecycle.test.ts", "test/ingest/options.test.ts"];
+const processGlobal = ["test/ingest/lifecycle.test.ts", "test/ingest/options.test.ts", "test/handler-lifecycle.test.ts"];
 
 export default defineConfig({
   resolve: base.resolve,
