@@ -60,6 +60,36 @@ describe("AnthropicUsageTap", () => {
     expect(tap.take("msg_é")).toStrictEqual({ start: { input_tokens: 3 }, delta: { output_tokens: 4 } });
   });
 
+  it("a stream with CRLF line ends only", async () => {
+    const tap = new AnthropicUsageTap();
+    await through(tap, [start("msg_c", { input_tokens: 3 }).replace(/\n/g, "\r\n") + delta({ output_tokens: 4 }).replace(/\n/g, "\r\n")]);
+    expect(tap.take("msg_c")).toStrictEqual({ start: { input_tokens: 3 }, delta: { output_tokens: 4 } });
+  });
+
+  it("a CRLF event and an LF event in one chunk are two events, taken in order", async () => {
+    const tap = new AnthropicUsageTap();
+    await through(tap, [start("msg_m", { input_tokens: 3 }).replace(/\n/g, "\r\n") + delta({ output_tokens: 4 })]);
+    expect(tap.take("msg_m")).toStrictEqual({ start: { input_tokens: 3 }, delta: { output_tokens: 4 } });
+    const other = new AnthropicUsageTap();
+    await through(other, [start("msg_n", { input_tokens: 3 }) + delta({ output_tokens: 4 }).replace(/\n/g, "\r\n")]);
+    expect(other.take("msg_n")).toStrictEqual({ start: { input_tokens: 3 }, delta: { output_tokens: 4 } });
+  });
+
+  it("a character split between two chunks is decoded whole", async () => {
+    const tap = new AnthropicUsageTap();
+    const bytes = encoder.encode(start("msg_ü", { input_tokens: 3 }));
+    const at = bytes.indexOf(0xc3) + 1;
+    const { text } = await through(tap, [bytes.slice(0, at), bytes.slice(at)]);
+    expect(text).toBe(start("msg_ü", { input_tokens: 3 }));
+    expect(tap.take("msg_ü")).toStrictEqual({ start: { input_tokens: 3 } });
+  });
+
+  it("id lines and comments in a block are not data", async () => {
+    const tap = new AnthropicUsageTap();
+    await through(tap, ['event: message_start\nid: 17\n: a comment\ndata: {"message":{"id":"msg_i","usage":{"input_tokens":2}}}\nretry: 100\n\n']);
+    expect(tap.take("msg_i")).toStrictEqual({ start: { input_tokens: 2 } });
+  });
+
   it("data split over several data: lines is joined", async () => {
     const tap = new AnthropicUsageTap();
     await through(tap, ['event: message_start\ndata: {"message": {"id": "msg_2",\ndata: "usage": {"input_tokens": 8}}}\n\n']);
@@ -71,6 +101,7 @@ describe("AnthropicUsageTap", () => {
     await through(tap, [
       sse("ping", { usage: { output_tokens: 99 } }),
       start("msg_3", [1] as never),
+      start("msg_3", null as never),
       sse("content_block_start", { message: { id: "msg_other" } }),
       delta("x" as never),
     ]);
@@ -82,6 +113,7 @@ describe("AnthropicUsageTap", () => {
     const tap = new AnthropicUsageTap();
     await through(tap, [sse("message_start", { message: { id: 5, usage: { input_tokens: 1 } } }), delta({ output_tokens: 3 })]);
     expect(tap.take("5")).toBeUndefined();
+    expect(tap.take(5 as never)).toBeUndefined();
   });
 
   it("a broken data line costs the correction, never the stream", async () => {

@@ -106,6 +106,23 @@ describe("buildEvents: split token types", () => {
     expect(events[0]!.data).toStrictEqual({ type: "input", tokens: 55 });
   });
 
+  it("estimated follows each bucket's side, for every kind of bucket", () => {
+    const usage = { input: 100, output: 50, cacheRead: 10, cacheWrite: 30, cacheWrite1h: 10, audioInput: 5, reasoning: 7, audioOutput: 3 };
+    const inputSide = buildEvents(record({ ...usage, inputEstimated: true, outputEstimated: false }), split);
+    expect(inputSide.map((e) => [e.data!.type, e.data!.estimated])).toStrictEqual([
+      ["input", true],
+      ["output", undefined],
+      ["cache_read", true],
+      ["cache_write", true],
+      ["cache_write_1h", true],
+      ["input_audio", true],
+      ["reasoning", undefined],
+      ["output_audio", undefined],
+    ]);
+    const outputSide = buildEvents(record({ ...usage, inputEstimated: false, outputEstimated: true }), split);
+    expect(outputSide.filter((e) => e.data!.estimated).map((e) => e.data!.type)).toStrictEqual(["output", "reasoning", "output_audio"]);
+  });
+
   it("estimated follows each bucket's side", () => {
     const events = buildEvents(record(exact(10, 10, { cacheRead: 2, reasoning: 3, outputEstimated: true })), split);
     expect(events.map((e) => [e.data!.type, e.data!.estimated])).toStrictEqual([

@@ -105,6 +105,9 @@ describe("selectMetadata", () => {
 
   it("works without an onSkip callback", () => {
     expect(selectMetadata({ tokens: 1, long: "x".repeat(2000), team: "x" }, true, "subject", reserved)).toStrictEqual({ team: "x" });
+    const throwing = { team: "x" } as Record<string, unknown>;
+    Object.defineProperty(throwing, "bad", { enumerable: true, get: () => { throw new Error("no access"); } });
+    expect(selectMetadata(throwing, true, "subject", reserved)).toStrictEqual({ team: "x" });
   });
 });
 

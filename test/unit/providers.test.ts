@@ -141,8 +141,8 @@ describe("anthropicBill: streamed chunks", () => {
     const stream = anthropicChunks({ input: 10, output: 1 }, ["x"], { output: 5 });
     const content = [
       { type: "server_tool_use", name: "web_search" },
-      { type: "server_tool_call", name: "web_search" },
-      { type: "server_tool_use", name: "web_fetch" },
+      { type: "server_tool_use", name: "web_search" },
+      { type: "server_tool_call", name: "web_fetch" },
       { type: "server_tool_use", name: "code_execution" },
       { type: "server_tool_use", name: "" },
       { type: "tool_use", name: "web_search" },
@@ -160,6 +160,25 @@ describe("anthropicBill: streamed chunks", () => {
     expect([none.serverTools, none.usage.inputEstimated, none.notes]).toStrictEqual([undefined, false, []]);
     const text = anthropicBill(exact(10, 6), evidence({ stream, output: output({ message: { content: "plain" } }) }), roughTokenEstimate);
     expect(text.serverTools).toBeUndefined();
+  });
+});
+
+describe("output with no generations (a provider that answered nothing LangChain could read)", () => {
+  const empty = { generations: [] } as never;
+  it("every correction reads it without throwing and bills the usage as reported", () => {
+    const stream = anthropicChunks({ input: 10, output: 1 }, ["x"], { output: 5 });
+    expect(anthropicBill(exact(10, 6), evidence({ output: empty, stream }), roughTokenEstimate).usage).toStrictEqual(exact(10, 5));
+    expect(anthropicBill(exact(1, 1), evidence({ output: empty }), roughTokenEstimate).usage).toStrictEqual(exact(1, 1));
+    expect(googleBill(exact(1, 1), evidence({ output: empty })).usage).toStrictEqual(exact(1, 1));
+    expect(openAIBill(exact(1, 1), evidence({ output: empty }))).toStrictEqual({ usage: exact(1, 1), notes: [] });
+    expect(bedrockBill(exact(1, 1), evidence({ output: empty })).usage).toStrictEqual(exact(1, 1));
+    expect(billFor("other", exact(1, 1), evidence({ output: empty }), roughTokenEstimate)).toStrictEqual({ usage: exact(1, 1), notes: [], responseModel: undefined });
+    expect(billFor("other", exact(1, 1), evidence({ output: { generations: [[]] } as never }), roughTokenEstimate).responseModel).toBeUndefined();
+  });
+
+  it("a model name that is not a string is no model name", () => {
+    const bill = anthropicBill(exact(1, 1), evidence({ output: output({ message: { response_metadata: { model: 5 }, additional_kwargs: { model: 6 } } }) }), roughTokenEstimate);
+    expect(bill.responseModel).toBeUndefined();
   });
 });
 
@@ -271,6 +290,18 @@ describe("googleBill", () => {
     expect(googleBill(exact(10, 5), gemini({ total_tokens: 18 }))).toStrictEqual({ usage: exact(10, 8, { reasoning: 3 }), notes: [] });
   });
 
+  it("invoke (no chunks): the cache count is the provider's own, kept as reported", () => {
+    expect(googleBill(exact(10, 5, { cacheRead: 3 }), gemini({ total_tokens: 15, input_token_details: { cache_read: 3 } }))).toStrictEqual({ usage: exact(10, 5, { cacheRead: 3 }), notes: [] });
+  });
+
+  it("with a built-in tool and no gap: no note, nothing estimated", () => {
+    expect(googleBill(exact(10, 5), gemini({ total_tokens: 15 }, 0, [{ googleSearch: {} }]))).toStrictEqual({ usage: exact(10, 5), notes: [] });
+  });
+
+  it("a tool entry that declares functions and a built-in tool is a built-in tool", () => {
+    expect(googleBill(exact(10, 5), gemini({ total_tokens: 18 }, 0, [{ functionDeclarations: [], googleSearch: {} }])).usage.outputEstimated).toBe(true);
+  });
+
   it("no gap, a negative gap, or no numeric total: as reported", () => {
     expect(googleBill(exact(10, 5), gemini({ total_tokens: 15 }))).toStrictEqual({ usage: exact(10, 5), notes: [] });
     expect(googleBill(exact(10, 5), gemini({ total_tokens: 12 }))).toStrictEqual({ usage: exact(10, 5), notes: [] });
@@ -341,6 +372,7 @@ describe("openAIBill: hosted tools billed per call", () => {
       { type: "file_search_call" },
       { type: "file_search_call" },
       "x",
+      null,
     ];
     expect(openAIBill(exact(1, 1), evidence({ output: output({ message: { response_metadata: { output: items } } }) }))).toStrictEqual({
       usage: exact(1, 1),

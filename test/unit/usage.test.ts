@@ -93,6 +93,11 @@ describe("fromUsageMetadata: LangChain's UsageMetadata", () => {
     expect(fromUsageMetadata({ input_tokens: 1, output_tokens: 2 })).toStrictEqual({ ok: true, where: "usage_metadata", usage: exact(1, 2) });
   });
 
+  it("both counts present: the total changes neither (Gemini's total also holds the thinking)", () => {
+    expect(fromUsageMetadata({ input_tokens: 10, output_tokens: 5, total_tokens: 18 })).toMatchObject({ usage: { input: 10, output: 5 } });
+    expect(fromUsageMetadata({ input_tokens: 10, output_tokens: 5, total_tokens: 12 })).toMatchObject({ usage: { input: 10, output: 5 } });
+  });
+
   it("a count left out beside a total is the total's remainder (even 0); one present but unusable is never guessed", () => {
     expect(fromUsageMetadata({ input_tokens: 10, total_tokens: 15 })).toMatchObject({ usage: { input: 10, output: 5 } });
     expect(fromUsageMetadata({ input_tokens: 10, output_tokens: null, total_tokens: 10 })).toMatchObject({ usage: { input: 10, output: 0 } });
