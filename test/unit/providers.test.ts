@@ -206,8 +206,20 @@ describe("anthropicBill: the stream-events protocol", () => {
     expect(anthropicBill(exact(10, 17), evidence({ stream: anthropicEvents(3, [5, 9]) }), roughTokenEstimate).usage.output).toBe(9);
   });
 
-  it("left as reported when message_start said no output, the report is not the running sum, or nothing grew", () => {
+  it("message_start with no output (0, or no usage at all) and several deltas: still the last increment, not the running sum", () => {
+    // start 0, message_delta cumulative 5 then 9: running sums 5, then 14; reported 14, billed 9.
+    expect(anthropicBill(exact(10, 14), evidence({ stream: anthropicEvents(0, [5, 9]) }), roughTokenEstimate).usage.output).toBe(9);
     expect(anthropicBill(exact(10, 9), evidence({ stream: anthropicEvents(0, [9]) }), roughTokenEstimate).usage.output).toBe(9);
+    // Without message_start's usage, @langchain/anthropic starts the running sum at the first delta.
+    const noStartUsage = new StreamObserver(false);
+    noStartUsage.observeEvent({ event: "message-start", id: "msg_1" });
+    noStartUsage.observeEvent({ event: "usage", usage: um(10, 5) });
+    noStartUsage.observeEvent({ event: "usage", usage: um(10, 14) });
+    noStartUsage.observeEvent({ event: "message-finish", usage: um(10, 14) });
+    expect(anthropicBill(exact(10, 14), evidence({ stream: noStartUsage }), roughTokenEstimate).usage.output).toBe(9);
+  });
+
+  it("left as reported when the report is not the running sum, or nothing grew", () => {
     expect(anthropicBill(exact(10, 11), evidence({ stream: anthropicEvents(3, [9]) }), roughTokenEstimate).usage.output).toBe(11);
     const flat = new StreamObserver(false);
     flat.observeEvent({ event: "message-start", usage: um(10, 3) });
