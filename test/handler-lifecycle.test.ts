@@ -101,7 +101,15 @@ describe("the handler in the process's ending", () => {
 describe("what the handler asks of LangChain", () => {
   it("never raises into the user's call; ignores agent, retriever and custom events; watches models and chains", () => {
     const h = new MeteringCallbackHandler({ client: new MemorySink(), logger: recordingLogger().logger });
-    expect([h.raiseError, h.ignoreAgent, h.ignoreRetriever, h.ignoreCustomEvent, h.ignoreLLM, h.ignoreChain]).toStrictEqual([false, true, true, true, false, false]);
+    expect([h.name, h.raiseError, h.ignoreAgent, h.ignoreRetriever, h.ignoreCustomEvent, h.ignoreLLM, h.ignoreChain]).toStrictEqual([
+      "MeteringCallbackHandler",
+      false,
+      true,
+      true,
+      true,
+      false,
+      false,
+    ]);
   });
 
   it("LangChain's copies of the handler are the handler itself (one handler, one client)", () => {

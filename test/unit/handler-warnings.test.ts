@@ -395,8 +395,24 @@ describe("shutdown's drain", () => {
     expect(s.clock.now()).toBe(1000);
   });
 
+  it("a chain that ends, or fails, during the drain ends it then", async () => {
+    for (const end of ["handleChainEnd", "handleChainError"] as const) {
+      const s = setup({ shutdownTimeoutMs: 5000 });
+      s.handler.handleChainStart({} as never, {}, "chain-1");
+      let done = false;
+      const shutdown = s.handler.shutdown().then(() => (done = true));
+      await s.clock.advance(100);
+      expect(done).toBe(false);
+      s.handler[end]({} as never, "chain-1");
+      await until(() => done, `shutdown after ${end}`);
+      await shutdown;
+      expect(s.clock.now()).toBe(100);
+    }
+  });
+
   it("a slow callback on LangChain's queue holds flush() and shutdown() only until their deadlines", async () => {
     const s = setup({ shutdownTimeoutMs: 3000 });
+    await s.clock.advance(10_000);
     let release!: () => void;
     const held = new Promise<void>((resolve) => (release = resolve));
     await consumeCallback(() => held, false);
@@ -491,5 +507,74 @@ describe("aborts and partial output, read defensively", () => {
     s.handler.handleLLMError(Object.assign(new Error("x"), { name: "AbortError", partialOutput: Object.assign(() => {}, { usage_metadata: um(40, 0) }) }), "r1");
     expect(s.sink.events).toStrictEqual([]);
     expect(s.handler.stats().failed).toBe(1);
+  });
+});
+
+describe("odd inputs the callbacks survive", () => {
+  it("an end of a run the handler never saw is ignored without an error", () => {
+    const s = setup();
+    s.handler.handleLLMEnd(reported(um(1, 1)), "unknown");
+    expect([s.errors, s.sink.events]).toStrictEqual([[], []]);
+  });
+
+  it("a start without metadata and without a resolver: no subject, reported, nothing logged as an error", () => {
+    const s = setup();
+    s.handler.handleChatModelStart({} as never, [[]], "r1", undefined, {}, [], undefined);
+    expect(s.errors).toStrictEqual([]);
+    expect(s.unbilled.map((c) => Object.keys(c).sort())).toStrictEqual([["message", "reason", "runId"]]);
+  });
+
+  it("a subject whose getter throws costs that call's metering only, logged with the run", () => {
+    const s = setup();
+    const metadata = {} as Record<string, unknown>;
+    Object.defineProperty(metadata, "subject", { get: () => { throw new Error("no subject for you"); } });
+    s.handler.handleChatModelStart({} as never, [[]], "r1", undefined, {}, [], metadata);
+    expect(s.errors).toStrictEqual(["could not start metering run r1: no subject for you"]);
+    s.start("r2");
+    s.handler.handleLLMEnd(reported(um(1, 1)), "r2");
+    expect(s.sink.events).toHaveLength(2);
+  });
+
+  it("an estimator that throws while settling an abandoned stream is logged with the run", async () => {
+    const s = setup({
+      runTimeoutMs: 1000,
+      estimateTokens: () => {
+        throw new Error("tokenizer broke");
+      },
+    });
+    s.start("r1");
+    s.token("r1");
+    await s.clock.advance(1000);
+    expect(s.errors).toStrictEqual(["could not settle run r1: tokenizer broke"]);
+  });
+
+  it("an LLM start's prompts are what an unfinished call's input is estimated from", () => {
+    const s = setup();
+    s.handler.handleLLMStart({} as never, ["a".repeat(8)], "r1", undefined, {}, [], { subject: "acme" });
+    s.handler.handleLLMNewToken("", {} as never, "r1", undefined, undefined, { chunk: { message: {} } } as never);
+    s.handler.handleLLMEnd(noUsage, "r1");
+    // 3 per prompt + 8 characters / 4; nothing received.
+    expect(s.sink.events.map((e) => [e.data!.type, e.data!.tokens])).toStrictEqual([
+      ["input", 5],
+      ["output", 0],
+    ]);
+  });
+
+  it("a token that is not a string counts as no text", () => {
+    const s = setup();
+    s.start("r1");
+    s.handler.handleLLMNewToken(undefined as never, {} as never, "r1", undefined, undefined, { chunk: { message: {} } } as never);
+    s.handler.handleLLMEnd(noUsage, "r1");
+    expect(s.sink.events.map((e) => [e.data!.type, e.data!.tokens])).toStrictEqual([
+      ["input", 3],
+      ["output", 0],
+    ]);
+  });
+
+  it("a call with no model or provider is reported without them", () => {
+    const s = setup();
+    s.handler.handleChatModelStart({} as never, [[]], "r1", undefined, {}, [], { subject: "acme" });
+    s.handler.handleLLMEnd(reported(um(1, 1)), "r1", undefined, undefined, { cached: true });
+    expect(s.unbilled).toStrictEqual([{ reason: "cache_hit", message: "LangChain answered from its cache: the call cost nothing", runId: "r1", subject: "acme" }]);
   });
 });
