@@ -11,6 +11,8 @@ export default {
     pool: "forks",
   },
   mutate: ["src/**/*.ts", "!src/testing/**"],
+  // Other runs' sandboxes and reports are not part of the project.
+  ignorePatterns: [".stryker-tmp*", "reports", "bench/results", "dist", "coverage"],
   coverageAnalysis: "perTest",
   // A 2-core box: two vitest workers, each running one test file at a time.
   concurrency: 2,
