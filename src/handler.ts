@@ -350,7 +350,8 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
   readonly #onSkippedMetadata = ({ key, reason }: SkippedValue): void =>
     this.#warnings.warn(`metadata:${key}`, `metadata \`${key}\` was not copied into events: ${reason}`, `metadata \`${key}\` left out of events (${reason})`);
 
-  #lastMs = 0;
+  // NaN equals no time: the first call formats, even at a wall time of 0 (a TestClock({ wall: 0 })).
+  #lastMs = Number.NaN;
   #lastIso = "";
   /** The ISO time of now, formatted once per millisecond however many calls end in it. */
   #now(): string {

@@ -80,10 +80,10 @@ function streamedOutput(reported: number, { stream }: CallEvidence): number {
   if (stream.usageChunks >= 2 && reported === stream.outputSum && stream.lastUsage !== undefined && reported > stream.lastUsage.output_tokens) {
     return stream.lastUsage.output_tokens;
   }
-  const start = stream.startEventUsage?.output_tokens;
+  // The running sum starts at message_start's count (0 or none included): with several deltas it over-counts all the same.
   const [previous, last] = stream.usageSnapshots.length >= 2 ? stream.usageSnapshots : [stream.startEventUsage, stream.usageSnapshots[0]];
   const finish = stream.finishEventUsage?.output_tokens;
-  if (stream.chunks === 0 && start !== undefined && start > 0 && last?.output_tokens !== undefined && previous?.output_tokens !== undefined) {
+  if (stream.chunks === 0 && last?.output_tokens !== undefined && previous?.output_tokens !== undefined) {
     if (reported === finish && reported === last.output_tokens && last.output_tokens > previous.output_tokens) {
       return last.output_tokens - previous.output_tokens;
     }

@@ -3,6 +3,8 @@ import { describe, expect, it, vi } from "vitest";
 import { IngestClient } from "langchain-openmeter";
 
 interface Registry {
+  signalling: boolean;
+  signalsInstalled: boolean;
   participants: Set<WeakRef<object>>;
   signalParticipants: Set<WeakRef<object>>;
   onBeforeExit: () => void;
@@ -71,6 +73,131 @@ describe("the lifecycle registry", () => {
       expect(() => registry()!.onExit()).not.toThrow();
       expect(second.onExit).toHaveBeenCalledTimes(1);
       for (const l of leave) l();
+    });
+  });
+
+  describe("signals, emitted in this process (process.kill stubbed: the re-raise is observed, not done)", () => {
+    /** Runs `body` with only the library's signal listeners installed, then puts the process back as it was. */
+    async function withSignals(body: (r: Registry, kill: ReturnType<typeof vi.spyOn>) => Promise<void>) {
+      const saved = Object.fromEntries(["SIGTERM", "SIGINT"].map((s) => [s, process.listeners(s as NodeJS.Signals)]));
+      for (const s of ["SIGTERM", "SIGINT"]) process.removeAllListeners(s);
+      const kill = vi.spyOn(process, "kill").mockImplementation(() => true);
+      const { joinLifecycle } = await import("../../src/ingest/lifecycle");
+      const probe = { onExit() {} };
+      const leave = joinLifecycle(probe, { signals: false });
+      const r = registry()!;
+      try {
+        await body(r, kill);
+      } finally {
+        leave();
+        r.signalling = false;
+        for (const s of ["SIGTERM", "SIGINT"] as const) {
+          process.removeListener(s, r.onSignal);
+          for (const listener of saved[s]!) process.on(s, listener as () => void);
+        }
+        r.signalsInstalled = false;
+        kill.mockRestore();
+      }
+    }
+    const turns = async () => {
+      for (let i = 0; i < 3; i++) await new Promise((resolve) => setImmediate(resolve));
+    };
+
+    it("a signal shuts down the participants that asked for signals, then re-raises it when nobody else listens", async () => {
+      await withSignals(async (r, kill) => {
+        const { joinLifecycle } = await import("../../src/ingest/lifecycle");
+        const wanted = { onSignal: vi.fn(async () => {}) };
+        const notWanted = { onSignal: vi.fn(async () => {}) };
+        const leave = [joinLifecycle(wanted, { signals: true }), joinLifecycle(notWanted, { signals: false })];
+        expect(ours("SIGTERM", r.onSignal)).toBe(1);
+        expect(ours("SIGINT", r.onSignal)).toBe(1);
+        process.emit("SIGTERM", "SIGTERM");
+        expect(wanted.onSignal).toHaveBeenCalledWith("SIGTERM");
+        expect(notWanted.onSignal).not.toHaveBeenCalled();
+        expect(kill).not.toHaveBeenCalled();
+        await turns();
+        expect(kill).toHaveBeenCalledWith(process.pid, "SIGTERM");
+        expect(ours("SIGTERM", r.onSignal)).toBe(0);
+        expect(ours("SIGINT", r.onSignal)).toBe(0);
+        expect(r.signalsInstalled).toBe(false);
+        for (const l of leave) l();
+      });
+    });
+
+    it("a program with its own listener keeps control: the signal is not raised again", async () => {
+      await withSignals(async (_r, kill) => {
+        const { joinLifecycle } = await import("../../src/ingest/lifecycle");
+        const own = vi.fn();
+        process.on("SIGINT", own);
+        const failing = { onSignal: vi.fn(async () => Promise.reject(new Error("shutdown failed"))) };
+        const leave = joinLifecycle(failing, { signals: true });
+        process.emit("SIGINT", "SIGINT");
+        await turns();
+        expect(own).toHaveBeenCalledTimes(1);
+        expect(failing.onSignal).toHaveBeenCalledWith("SIGINT");
+        expect(kill).not.toHaveBeenCalled();
+        process.removeListener("SIGINT", own);
+        leave();
+      });
+    });
+
+    it("a second signal while shutting down runs the exit hooks and re-raises at once", async () => {
+      await withSignals(async (r, kill) => {
+        const { joinLifecycle } = await import("../../src/ingest/lifecycle");
+        const slow = { onSignal: vi.fn(() => new Promise<void>(() => {})), onExit: vi.fn() };
+        const leave = joinLifecycle(slow, { signals: true });
+        process.emit("SIGTERM", "SIGTERM");
+        await turns();
+        expect(kill).not.toHaveBeenCalled();
+        expect(r.signalling).toBe(true);
+        // While signalling, a new participant that wants signals installs nothing.
+        const late = { onSignal: vi.fn(async () => {}) };
+        const leaveLate = joinLifecycle(late, { signals: true });
+        expect(ours("SIGINT", r.onSignal)).toBe(1);
+        process.emit("SIGINT", "SIGINT");
+        expect(slow.onExit).toHaveBeenCalledTimes(1);
+        expect(slow.onSignal).toHaveBeenCalledTimes(1);
+        expect(late.onSignal).not.toHaveBeenCalled();
+        expect(kill).toHaveBeenCalledWith(process.pid, "SIGINT");
+        expect(ours("SIGTERM", r.onSignal)).toBe(0);
+        expect(ours("SIGINT", r.onSignal)).toBe(0);
+        // Leaving while signalling removes nothing more and installs nothing.
+        leaveLate();
+        leave();
+        expect(r.signalsInstalled).toBe(false);
+      });
+    });
+
+    it("beforeExit reaches every participant, with or without signals", async () => {
+      await withSignals(async (r) => {
+        const { joinLifecycle } = await import("../../src/ingest/lifecycle");
+        const a = { beforeExit: vi.fn() };
+        const b = { beforeExit: vi.fn() };
+        const leave = [joinLifecycle(a, { signals: true }), joinLifecycle(b, { signals: false })];
+        r.onBeforeExit();
+        expect([a.beforeExit.mock.calls.length, b.beforeExit.mock.calls.length]).toStrictEqual([1, 1]);
+        for (const l of leave) l();
+        r.onBeforeExit();
+        expect(a.beforeExit).toHaveBeenCalledTimes(1);
+      });
+    });
+
+    it("the signal listeners stay while any participant still wants signals", async () => {
+      await withSignals(async (r) => {
+        const { joinLifecycle } = await import("../../src/ingest/lifecycle");
+        const leaveA = joinLifecycle({}, { signals: true });
+        const keep = {};
+        const leaveB = joinLifecycle(keep, { signals: true });
+        const leaveC = joinLifecycle({}, { signals: false });
+        leaveA();
+        leaveC();
+        expect(ours("SIGTERM", r.onSignal)).toBe(1);
+        leaveB();
+        expect(ours("SIGTERM", r.onSignal)).toBe(0);
+        // Leaving twice is harmless.
+        leaveB();
+        expect(r.signalsInstalled).toBe(false);
+      });
     });
   });
 });
