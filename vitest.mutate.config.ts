@@ -6,20 +6,16 @@
 //   time, so the modules need not be loaded again for every mutant, and LangChain's imports cost
 //   seconds per file. The files that count or emit on the process's own listeners keep a fresh process.
 import { defineConfig } from "vitest/config";
-import base from "./vitest.config";
+import { common, processGlobal, resolve } from "./vitest.config";
 
 const slow = ["test/process/**", "test/example.test.ts", "test/package.test.ts"];
-const processGlobal = ["test/ingest/lifecycle.test.ts", "test/ingest/options.test.ts", "test/handler-lifecycle.test.ts"];
 
 export default defineConfig({
-  resolve: base.resolve,
+  resolve,
   test: {
     projects: [
-      {
-        resolve: base.resolve,
-        test: { ...base.test, name: "shared", isolate: false, exclude: [...slow, ...processGlobal, "**/node_modules/**"] },
-      },
-      { resolve: base.resolve, test: { ...base.test, name: "isolated", include: processGlobal } },
+      { resolve, test: { ...common, name: "shared", include: ["test/**/*.test.ts"], isolate: false, exclude: [...slow, ...processGlobal, "**/node_modules/**"] } },
+      { resolve, test: { ...common, name: "isolated", include: processGlobal } },
     ],
   },
 });

@@ -580,6 +580,7 @@ describe("delivery", () => {
       unsupportedPath: 0,
       duplicateRunIds: 0,
       lateEnds: 0,
+      blocked: 0,
       open: 0,
     });
     const counting = { enqueue() {}, async flush() {}, async shutdown() {}, stats: () => ({ delivered: 7 }) };
