@@ -12,6 +12,12 @@ export interface Clock {
    * called on it (a shutdown that must finish its work does so).
    */
   setTimeout(callback: () => void, ms: number): ClockTimer;
+  /**
+   * Told of each HTTP request the library starts, until its answer's headers arrive (or it fails).
+   * The system clock ignores it; a `TestClock` does not move time while one is under way, so a
+   * deadline on the clock measures the server, not how slowly a loaded test machine runs the socket.
+   */
+  io?(request: Promise<unknown>): void;
 }
 
 export interface ClockTimer {

@@ -124,7 +124,9 @@ export class EntitlementClient {
     const timer = this.#clock.setTimeout(() => deadline.abort(), this.#timeoutMs);
     const shown = `GET ${this.shownBase}${path.slice(this.#prefix.length)}`;
     try {
-      const res = await this.#pool.request({ path, method: "GET", headers: this.#headers, signal: deadline.signal });
+      const request = this.#pool.request({ path, method: "GET", headers: this.#headers, signal: deadline.signal });
+      this.#clock.io?.(request);
+      const res = await request;
       let text = "";
       for await (const chunk of res.body) {
         text += String(chunk);

@@ -86,7 +86,9 @@ export class Transport {
     };
     let res: Response;
     try {
-      res = await this.#pool.request({ path: this.#path, method: "POST", headers: this.#headers, body, signal: both.signal });
+      const request = this.#pool.request({ path: this.#path, method: "POST", headers: this.#headers, body, signal: both.signal });
+      this.#clock.io?.(request);
+      res = await request;
     } catch (error) {
       timer.clear();
       if (signal?.aborted) return { kind: "aborted" };

@@ -1,4 +1,12 @@
+import { subscribe } from "node:diagnostics_channel";
 import type { Clock, ClockTimer } from "../clock";
+
+/** Requests this process's node:http servers have received and not yet answered (or lost). */
+const serverRequests = { open: 0 };
+subscribe("http.server.request.start", (message) => {
+  serverRequests.open++;
+  (message as { response: { once(event: "close", listener: () => void): void } }).response.once("close", () => serverRequests.open--);
+});
 
 interface Pending {
   id: number;
@@ -24,11 +32,16 @@ export class TestClock implements Clock {
   #wall: number;
   #seq = 0;
   readonly #timers = new Map<number, Pending>();
+  readonly #holds = new Set<Promise<unknown>>();
+  readonly #requests = new Set<Promise<unknown>>();
+  /** The longest real time `advance` waits for requests under way before it moves time anyway. */
+  readonly ioWaitMs: number;
 
   /** `now` starts at 0 and `wallNow` at the real time of creation unless given. */
-  constructor(start: { now?: number; wall?: number } = {}) {
+  constructor(start: { now?: number; wall?: number; ioWaitMs?: number } = {}) {
     this.#now = start.now ?? 0;
     this.#wall = start.wall ?? Date.now();
+    this.ioWaitMs = start.ioWaitMs ?? 2000;
   }
 
   now(): number {
@@ -43,6 +56,34 @@ export class TestClock implements Clock {
     const id = ++this.#seq;
     this.#timers.set(id, { id, due: this.#now + Math.max(0, ms), callback });
     return { clear: () => void this.#timers.delete(id), ref: () => {}, unref: () => {} };
+  }
+
+  /**
+   * A request under way (the library reports each one, see `Clock.io`). Time stands still while more
+   * requests are under way than this process's HTTP servers have received and not yet answered: a
+   * request still in the kernel, or an answer not yet read, has not happened yet in clock time, while
+   * one a server is sitting on (a hang, a delay on this clock) may wait for time to move. A request
+   * gives up its claim after `ioWaitMs` of real time (a server in another process).
+   */
+  io(request: Promise<unknown>): void {
+    this.#track(this.#requests, request);
+  }
+
+  /**
+   * Time stands still while `work` is pending: the OpenMeter fake holds its clock while it works on an
+   * answer, so a client's deadline sees an instant server. Never hold across a wait on this clock.
+   */
+  hold(work: Promise<unknown>): void {
+    this.#track(this.#holds, work);
+  }
+
+  #track(set: Set<Promise<unknown>>, work: Promise<unknown>): void {
+    const tracked = work.then(
+      () => undefined,
+      () => undefined,
+    );
+    set.add(tracked);
+    void tracked.then(() => set.delete(tracked));
   }
 
   /** Timers waiting to fire. */
@@ -62,15 +103,15 @@ export class TestClock implements Clock {
   async advance(ms: number): Promise<void> {
     if (!(ms >= 0)) throw new RangeError(`TestClock.advance: ms must be >= 0, got ${ms}`);
     const target = this.#now + ms;
-    await settle();
+    await this.#quiet();
     for (let next = this.#earliest(); next !== undefined && next.due <= target; next = this.#earliest()) {
       this.#moveTo(next.due);
       this.#timers.delete(next.id);
       next.callback();
-      await settle();
+      await this.#quiet();
     }
     this.#moveTo(target);
-    await settle();
+    await this.#quiet();
   }
 
   /**
@@ -97,6 +138,28 @@ export class TestClock implements Clock {
     if (next === undefined) return false;
     await this.advance(next.due - this.#now);
     return true;
+  }
+
+  /**
+   * The event loop turns until no held work is pending and no request under way is outside a server
+   * (see `io` and `hold`); requests give up their claim after `ioWaitMs`.
+   */
+  async #quiet(): Promise<void> {
+    await settle();
+    let giveUp: number | undefined;
+    while (this.#holds.size > 0 || this.#requests.size > serverRequests.open) {
+      if (this.#holds.size === 0) {
+        giveUp ??= performance.now() + this.ioWaitMs;
+        const left = giveUp - performance.now();
+        if (left <= 0) break;
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([...this.#requests, new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.min(left, 5))))]);
+        clearTimeout(timer);
+      } else {
+        await Promise.race(this.#holds);
+      }
+      await settle();
+    }
   }
 
   #moveTo(time: number): void {

@@ -41,6 +41,7 @@ import {
   type Grant,
   type GrantInput,
 } from "./entitlements";
+import { TestClock } from "./clock";
 import { Faults } from "./faults";
 import { decodeFirstJsonValue, Problem, problemBody, readBody, sendJson } from "./http";
 import { countEvents, decodeIngestRequest, kafkaMessage } from "./ingest";
@@ -157,6 +158,7 @@ export class OpenMeterServer {
   readonly #listeners = new Set<EventsListener>();
   readonly #waiters = new Set<Waiter>();
   readonly #timers = new Set<ClockTimer>();
+  readonly #held = new WeakMap<ServerResponse, () => void>();
   #duplicates = 0;
   #requestSeq = 0;
   #closed: Promise<void> | undefined;
@@ -219,7 +221,8 @@ export class OpenMeterServer {
     this.origin = `http://${host}:${address.port}`;
     this.url = `${this.origin}${EVENTS_PATH[this.api]}`;
     server.on("request", (req, res) => {
-      this.#handle(req, res).catch((error: unknown) => {
+      this.#holdClock(res);
+      this.#handle(req, res).finally(() => this.#releaseClock(res)).catch((error: unknown) => {
         // Only reachable through a bug here; answer rather than leave the client hanging.
         process.emitWarning(`OpenMeter test server: internal error: ${(error as Error)?.stack ?? String(error)}`);
         if (!res.headersSent && !res.destroyed) this.#sendProblem(res, new Problem(500, `test server error: ${String(error)}`, [], {}, true));
@@ -503,6 +506,7 @@ export class OpenMeterServer {
     record.body = body.text;
     if (this.#faults.mode === "hang") {
       record.outcome = "hang";
+      this.#releaseClock(res);
       return; // never answer; close() or the client's abort ends it
     }
     if (this.#faults.mode === "down") {
@@ -611,7 +615,7 @@ export class OpenMeterServer {
     if (failedStatus !== undefined) {
       return this.#answerProblem(res, record, new Problem(failedStatus, failedDetail), "failed");
     }
-    await this.#delay();
+    await this.#delay(res);
     record.status = SUCCESS[this.api];
     if (!res.destroyed) res.writeHead(record.status, { "Content-Length": "0" }).end();
   }
@@ -818,13 +822,13 @@ export class OpenMeterServer {
       headers["Content-Type"] = script.contentType;
     }
     headers["Content-Length"] = String(Buffer.byteLength(body));
-    await this.#delay();
+    await this.#delay(res);
     record.status = script.status;
     if (!res.destroyed) res.writeHead(script.status, headers).end(body);
   }
 
   async #answerJson(res: ServerResponse, record: RequestRecord, status: number, body: unknown): Promise<void> {
-    await this.#delay();
+    await this.#delay(res);
     record.status = status;
     if (!res.destroyed) sendJson(res, status, body);
   }
@@ -832,7 +836,7 @@ export class OpenMeterServer {
   async #answerProblem(res: ServerResponse, record: RequestRecord, problem: Problem, outcome: RequestRecord["outcome"] = "rejected"): Promise<void> {
     record.outcome = outcome;
     record.detail = problem.detail;
-    await this.#delay();
+    await this.#delay(res);
     record.status = problem.status;
     if (!res.destroyed) this.#sendProblem(res, problem);
   }
@@ -851,9 +855,28 @@ export class OpenMeterServer {
     return `urn:request:local/${String(++this.#requestSeq).padStart(6, "0")}`;
   }
 
-  #delay(): Promise<void> {
+  /**
+   * On a TestClock, time stands still from a request's arrival until it is answered: the server is
+   * instant in clock time, as a test means it, however slowly the loaded machine runs it. A request
+   * that waits on the clock (`delayMs`, `hang`) lets go of it.
+   */
+  #holdClock(res: ServerResponse): void {
+    if (!(this.clock instanceof TestClock)) return;
+    let release!: () => void;
+    this.clock.hold(new Promise<void>((resolve) => (release = resolve)));
+    this.#held.set(res, release);
+    res.once("close", () => this.#releaseClock(res));
+  }
+
+  #releaseClock(res: ServerResponse): void {
+    this.#held.get(res)?.();
+    this.#held.delete(res);
+  }
+
+  #delay(res: ServerResponse): Promise<void> {
     const ms = this.delayMs;
     if (!(ms > 0)) return Promise.resolve();
+    this.#releaseClock(res);
     return new Promise((resolve) => {
       const timer = this.clock.setTimeout(() => {
         this.#timers.delete(timer);
