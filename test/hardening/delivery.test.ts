@@ -193,7 +193,12 @@ describe("connections that misbehave", () => {
         }),
     );
     const port = (silent.address() as { port: number }).port;
-    const { client, rec, clock } = newClient(`http://127.0.0.1:${port}/api/v1/events`, { timeoutMs: 150, retry: { retries: 1, minDelayMs: 1, maxDelayMs: 60_000 } });
+    // A bare TCP server is no HTTP server the clock can see receive the request: its requests do not hold the clock.
+    const { client, rec, clock } = newClient(`http://127.0.0.1:${port}/api/v1/events`, {
+      timeoutMs: 150,
+      retry: { retries: 1, minDelayMs: 1, maxDelayMs: 60_000 },
+      clock: new TestClock({ ioWaitMs: 0 }),
+    });
     const events = makeEvents(1);
     client.enqueue(events);
     const flushed = client.flush();

@@ -188,11 +188,12 @@ describe("against the realistic OpenMeter fake", () => {
     expect(client.stats()).toMatchObject({ state: "misconfigured", pending: { memory: 0, disk: 15 } });
     expect(rec.errors).toHaveLength(1);
     expect(rec.errors[0]!.message).toMatch(/check apiKey.*wait in/);
+    // Timed from the refusal: flush() settles a few steps of the clock later, after the disk's work.
     const before = server.requests.length;
-    await clock.advance(59_999);
-    expect(server.requests).toHaveLength(before);
-    await clock.advance(1);
-    await eventually(() => server.requests.length === before + 1, "the probe a minute later");
+    const refusedAt = server.requests.at(-1)!.time.getTime();
+    await clock.advance(120_000 - (clock.wallNow() - refusedAt) - 1);
+    const probes = server.requests.slice(before).map((r) => r.time.getTime() - refusedAt);
+    expect(probes).toEqual([60_000]);
     await clock.advanceUntil(client.shutdown());
     const fixed = new IngestClient({ url: server.url, apiKey: "right", spoolDir: dir.dir, clock, handleSignals: false, flushOnExit: false, logger: rec.logger });
     await clock.advanceUntil(fixed.flush());
