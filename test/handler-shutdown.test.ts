@@ -1,6 +1,7 @@
 // handler.shutdown(): model calls under way, and the calls a run under way still makes while
 // shutdown drains (the next step of an agent), are billed; the drain is bounded on the clock.
 import { RunnableLambda } from "@langchain/core/runnables";
+import { awaitAllCallbacks } from "@langchain/core/callbacks/promises";
 import { describe, expect, it } from "vitest";
 import { MeteringCallbackHandler } from "langchain-openmeter";
 import { TestClock } from "langchain-openmeter/testing";
@@ -72,6 +73,9 @@ describe("handler.shutdown()", () => {
     await clock.advance(900);
     toolDone.open();
     await run;
+    // The second call's callbacks wait in LangChain's process-wide queue, maybe behind another file's:
+    // they reach the handler in real time, before the test moves the clock past the quiet second.
+    await awaitAllCallbacks();
     await clock.advanceUntil(stopping);
     expect(tokens(sink)).toEqual(["input:20", "output:2", "input:21", "output:2"]);
   });

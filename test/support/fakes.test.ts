@@ -159,7 +159,8 @@ describe("OpenAI fake + ChatOpenAI", () => {
     // _generate's streaming branch always estimates with a tokenizer it fetches from tiktoken.pages.dev
     // (served offline here by the network guard), even though the usage chunk arrived. It asks for gpt2:
     // the delegate ChatOpenAICompletions instance has no `modelName`, so getNumTokens falls back to "gpt2".
-    expect(guard.tokenizerRequests.slice(before)).toEqual(["https://tiktoken.pages.dev/js/gpt2.json"]);
+    // LangChain caches it per process: fetched by this call, or already by an earlier file of this worker.
+    expect([[], ["https://tiktoken.pages.dev/js/gpt2.json"]]).toContainEqual(guard.tokenizerRequests.slice(before));
     const llmOutput = capture.ends[0]?.output.llmOutput;
     expect(llmOutput?.tokenUsage).toBeUndefined();
     expect(llmOutput?.estimatedTokenUsage).toMatchObject({ promptTokens: expect.any(Number), completionTokens: expect.any(Number) });
