@@ -488,7 +488,7 @@ export class MeteringCallbackHandler extends BaseCallbackHandler {
   #ended(runId: string): void {
     const uses = this.#recentRunIds.get(runId) ?? 0;
     this.#recentRunIds.delete(runId);
-    this.#recentRunIds.set(runId, uses === 0 ? 1 : uses);
+    this.#recentRunIds.set(flattened(runId), uses === 0 ? 1 : uses);
     if (this.#recentRunIds.size > RECENT_RUN_IDS) this.#recentRunIds.delete(this.#recentRunIds.keys().next().value as string);
   }
 
@@ -721,4 +721,14 @@ function normaliseArguments(
     );
   }
   return { ...(urlOrOptions as Record<string, unknown>) };
+}
+
+/**
+ * The same string, stored flat. Run ids built by concatenation (`crypto.randomUUID()`, the `uuid`
+ * package) are trees of a dozen pieces in V8, about 540 bytes each; the 10,000 remembered ones took
+ * 5 MB. Converting to a number makes V8 flatten the string in place (128 bytes).
+ */
+function flattened(text: string): string {
+  Number(text);
+  return text;
 }
