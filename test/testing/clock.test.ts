@@ -75,6 +75,29 @@ describe("TestClock with requests under way", () => {
 });
 
 describe("a client's deadline measures the server, not the machine", () => {
+  it("the ingest client reports each request it sends to its clock (Clock.io), until the answer's headers", async () => {
+    const reported: Array<Promise<unknown>> = [];
+    class CountingClock extends TestClock {
+      override io(request: Promise<unknown>): void {
+        reported.push(request);
+        super.io(request);
+      }
+    }
+    const clock = new CountingClock();
+    const server = await startOpenMeterServer({ clock });
+    const client = new IngestClient({ url: server.url, clock, maxBatchSize: 10, flushIntervalMs: 10, handleSignals: false, flushOnExit: false });
+    cleanup.push(
+      () => server.close(),
+      () => clock.advanceUntil(client.shutdown()),
+    );
+    client.enqueue(makeEvents(25));
+    await clock.advanceUntil(client.flush());
+    expect(server.requests).toHaveLength(3);
+    expect(reported).toHaveLength(3);
+    await expect(Promise.all(reported)).resolves.toHaveLength(3);
+  });
+
+
   it("a 1.5 MB batch under a 100 ms deadline, the clock jumped a minute at once: delivered once, not timed out and sent again", async () => {
     const clock = new TestClock();
     const server = await startOpenMeterServer({ clock });
