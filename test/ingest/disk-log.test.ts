@@ -1,73 +1,13 @@
 // The write-ahead log on its own: bytes on disk, the ledger, leases and taking over other owners.
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
-import { DiskLog, type DiskLogOptions, type DiskProblem } from "../../src/ingest/disk-log/disk-log";
+import { describe, expect, it } from "vitest";
+import type { DiskProblem } from "../../src/ingest/disk-log/disk-log";
 import { LOCK_FILE } from "../../src/ingest/disk-log/lease";
 import { encodeAcks, encodeRecords, IndexSet, parseSegment } from "../../src/ingest/disk-log/records";
 import type { Batch, QueuedEvent } from "../../src/ingest/queue";
-import type { Clock } from "../../src/clock";
 import { TestClock } from "../../src/testing/clock";
-import { tempDir } from "./helpers";
-
-const cleanup: Array<() => void> = [];
-afterEach(() => {
-  while (cleanup.length) cleanup.pop()!();
-});
-
-function spoolDir(): string {
-  const t = tempDir("om-wal-");
-  cleanup.push(t.remove);
-  return t.dir;
-}
-
-let seq = 0;
-function event(id = `e${seq++}`, tokens = 100): QueuedEvent {
-  const json = JSON.stringify({ specversion: "1.0", id, source: "langchain", type: "kong.llm_request", subject: "acme", data: { type: "input", tokens } });
-  return { id, json, epoch: 0 };
-}
-const events = (n: number, prefix = `b${seq++}`) => Array.from({ length: n }, (_, i) => event(`${prefix}-${i}`));
-
-function open(dir: string, clock: Clock = new TestClock(), options: Partial<DiskLogOptions> = {}) {
-  const problems: DiskProblem[] = [];
-  const recovered: QueuedEvent[] = [];
-  const gone: number[] = [];
-  const log = new DiskLog({
-    dir,
-    clock,
-    leaseMs: 1000,
-    maxBytes: 64 * 1024 * 1024,
-    segmentBytes: 64 * 1024,
-    fsync: false,
-    cacheLimit: 10_000,
-    epoch: () => 0,
-    onRecovered: (list) => recovered.push(...list),
-    onGone: (count) => gone.push(count),
-    onProblem: (problem) => problems.push(problem),
-    ...options,
-  });
-  cleanup.push(() => log.close());
-  return { log, clock, problems, recovered, gone };
-}
-
-/** Takes and settles everything the log hands out, waiting for segments that load from disk. */
-async function drain(log: DiskLog, max = 50): Promise<string[]> {
-  const ids: string[] = [];
-  for (let idle = 0; idle < 50; ) {
-    const batch = log.take(max, { liveDue: true });
-    if (batch === undefined) {
-      idle++;
-      await new Promise((resolve) => setTimeout(resolve, 2));
-      continue;
-    }
-    idle = 0;
-    ids.push(...batch.events.map((e) => e.id));
-    log.settle(batch);
-  }
-  return ids;
-}
-
-const segmentsIn = (dir: string) => readdirSync(dir).filter((name) => name.endsWith(".log"));
+import { drain, event, events, open, segmentsIn, spoolDir } from "./disk-log-kit";
 
 describe("records", () => {
   it("a segment line is the CRC-32 of the JSON, a space, the JSON, a newline; parsing gives the JSON back", () => {

@@ -93,7 +93,6 @@ export class DiskLog implements EventQueue {
   /** Events in `#again`. */
   #againEvents = 0;
   #loadingAny = false;
-  #unloadedBacklog = 0;
   #readable: Array<() => void> = [];
   #closed = false;
   readonly #pendingDeletes = new Set<string>();
@@ -198,7 +197,8 @@ export class DiskLog implements EventQueue {
   /** The segment to append to: the active one, unless it is full or of an older flush epoch. */
   #segmentFor(length: number, epoch: number): Segment {
     const active = this.#active;
-    if (active !== undefined && active.epoch === epoch && (active.bytes === 0 || active.bytes + length <= this.#options.segmentBytes)) return active;
+    // A record larger than segmentBytes goes alone into a new segment: the active one is never empty here.
+    if (active !== undefined && active.epoch === epoch && active.bytes + length <= this.#options.segmentBytes) return active;
     this.#seal();
     const dir = this.#lease!.dir;
     const seq = this.#nextSeq++;
@@ -385,7 +385,6 @@ export class DiskLog implements EventQueue {
         bytes += size;
         count++;
         this.#backlog.push(segment);
-        this.#unloadedBacklog++;
       }
       if (found.length === 0) rmSync(owner.dir, { recursive: true, force: true });
     }
@@ -433,7 +432,6 @@ export class DiskLog implements EventQueue {
       else entries.push({ index: record.index, event: { id, json: record.json, epoch: segment.epoch } });
     }
     if (!segment.own) {
-      this.#unloadedBacklog--;
       segment.count = parsed.count;
       this.recovered += entries.length + corrupt.length;
       if (entries.length > 0) this.#options.onRecovered(entries.map((entry) => entry.event), segment.epoch);
@@ -542,7 +540,6 @@ export class DiskLog implements EventQueue {
     this.#active = undefined;
     this.#bytes = 0;
     this.#memoryReady = 0;
-    this.#unloadedBacklog = 0;
     try {
       this.#lease = this.#newLease();
     } catch {

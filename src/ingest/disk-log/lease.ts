@@ -226,15 +226,6 @@ async function removeIfOlder(path: string, before: number): Promise<void> {
   }
 }
 
-/** True when `dir` holds nothing (an adopted owner whose segments were all delivered). */
-export function isEmptyDir(dir: string): boolean {
-  try {
-    return readdirSync(dir).length === 0;
-  } catch {
-    return false;
-  }
-}
-
 /** Whether another owner says it took `ownerId` over (see TAKEN_PREFIX). */
 export function wasTaken(spoolDir: string, ownerId: string): boolean {
   return exists(join(resolve(spoolDir), `${TAKEN_PREFIX}${ownerId}`));

@@ -63,10 +63,10 @@ export function parseSegment(bytes: Buffer, done: IndexSet): ParsedSegment {
     const end = newline === -1 ? bytes.length : newline + 1;
     const index = parsed.count++;
     if (done.has(index)) parsed.acknowledged++;
+    else if (newline === -1) parsed.corrupt.push({ index, start, end, reason: "the record has no end (torn by a crash or power loss mid-write)" });
     else {
-      const problem = newline === -1 ? "the record has no end (torn by a crash or power loss mid-write)" : undefined;
-      const line = bytes.toString("utf8", start, newline === -1 ? end : newline);
-      const reason = problem ?? checkLine(line);
+      const line = bytes.toString("utf8", start, newline);
+      const reason = checkLine(line);
       if (reason === undefined) parsed.records.push({ index, json: line.slice(9), start, end });
       else parsed.corrupt.push({ index, start, end, reason });
     }
