@@ -85,10 +85,6 @@ export class Sender {
     return this.#eventsInFlight;
   }
 
-  get requestsInFlight(): number {
-    return this.#inFlight;
-  }
-
   /** Starts what may start now. Cheap to call often. */
   pump(): void {
     if (this.#stopped) return;
@@ -212,11 +208,7 @@ export class Sender {
         });
         this.#wait(MISCONFIGURED_PROBE_MS);
       }
-      if (this.state === "misconfigured" && result.status === 400 && tally.refusedAlone >= REFUSED_ALONE_LIMIT && tally.delivered === 0) {
-        queue.release(half);
-        continue;
-      }
-      // Stopped, or an earlier half found the endpoint down: the rest waits with the queue.
+      // Stopped, or an earlier half found the endpoint down or refusing everything: the rest waits with the queue.
       if (this.#stopped || this.state === "backing-off" || this.state === "misconfigured") {
         queue.release(half);
         continue;
