@@ -12,7 +12,6 @@ export function parseRetryAfter(value: string | string[] | undefined, wallNow: n
   const raw = Array.isArray(value) ? value[0] : value;
   if (raw === undefined) return undefined;
   const text = raw.trim();
-  if (text === "") return undefined;
   let ms: number;
   if (/^\d+$/.test(text)) {
     ms = Number(text) * 1000;

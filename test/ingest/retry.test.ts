@@ -27,7 +27,8 @@ describe("parseRetryAfter", () => {
     expect(parseRetryAfter(["2", "9"], now)).toBe(2000);
   });
   it("ignores what it cannot read, so the normal backoff applies", () => {
-    for (const value of [undefined, "", "   ", "soon", "-5", "1.5", "5s"]) {
+    // An ISO 8601 time is not an HTTP date (RFC 9110 §10.2.3), though Date.parse reads it.
+    for (const value of [undefined, "", "   ", "soon", "-5", "1.5", "5s", "2026-05-05T15:26:52Z"]) {
       expect(parseRetryAfter(value, now)).toBeUndefined();
     }
     expect(parseRetryAfter([], now)).toBeUndefined();
