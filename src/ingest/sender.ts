@@ -77,6 +77,8 @@ export class Sender {
   #resumeBy: number | undefined;
   #cutOff = new AbortController();
   #idle: Array<() => void> = [];
+  /** Misconfigured because every event sent alone was refused (400), not because of our key or url. */
+  #refusingAll = false;
 
   constructor(readonly options: SenderOptions) {}
 
@@ -176,10 +178,18 @@ export class Sender {
     if (result.configuration && keepOnConfigurationProblem) {
       queue.release(batch);
       this.unreachable = true;
+      this.#refusingAll = false;
       if (this.state !== "misconfigured") {
         this.#setState("misconfigured", result);
         hooks.misconfigured(batch, result);
       }
+      this.#wait(MISCONFIGURED_PROBE_MS);
+      return;
+    }
+    if (this.#refusingAll && result.status === 400) {
+      // The probe of an endpoint that refused everything is refused too: nothing changed. Bisecting it
+      // would refuse up to REFUSED_ALONE_LIMIT more events a minute that it may never have looked at.
+      queue.release(batch);
       this.#wait(MISCONFIGURED_PROBE_MS);
       return;
     }
@@ -201,6 +211,7 @@ export class Sender {
         // them all (another API flavour, a proxy). Bisecting on would cost a request per event, and
         // refusing the rest would lose events it never refused: they wait, as for a wrong key.
         this.#setState("misconfigured", result);
+        this.#refusingAll = true;
         this.unreachable = true;
         this.options.hooks.misconfigured(half, {
           ...result,
@@ -226,6 +237,7 @@ export class Sender {
 
   #becomeHealthy(): void {
     this.#probing = false;
+    this.#refusingAll = false;
     this.unreachable = false;
     if (this.state !== "healthy") this.#setState("healthy", undefined);
   }

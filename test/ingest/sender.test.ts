@@ -227,6 +227,44 @@ describe("answers", () => {
     expect(s.sends).toHaveLength(sent);
     await s.clock.advance(1);
     expect(s.sends[sent]).toMatchObject({ at: MISCONFIGURED_PROBE_MS, ids: list.slice(8).map((e) => e.id) });
+    // Refused again: nothing changed, so nothing more is refused and nobody is told it is healthy.
+    await s.clock.advance(0);
+    expect(s.sends).toHaveLength(sent + 1);
+    expect(s.refusedIds).toHaveLength(8);
+    expect(s.states).toEqual(["misconfigured"]);
+    expect(s.queue.ready).toBe(8);
+    await s.clock.advance(MISCONFIGURED_PROBE_MS);
+    expect(s.sends).toHaveLength(sent + 2);
+  });
+
+  it("once a probe of an endpoint that refused everything is delivered, refusals are real again", async () => {
+    let fixed = false;
+    const s = setUp((ids) => (fixed && !ids.includes(bad) ? delivered : refused(400)));
+    const list = events(12);
+    const bad = list[10]!.id;
+    await s.send(list);
+    await s.sender.idle();
+    expect(s.states).toEqual(["misconfigured"]);
+    fixed = true;
+    await s.clock.advance(MISCONFIGURED_PROBE_MS);
+    await s.sender.idle();
+    expect(s.states).toEqual(["misconfigured", "healthy"]);
+    expect(s.refusedIds).toEqual([...list.slice(0, 8).map((e) => e.id), bad]);
+    expect(s.deliveredIds.sort()).toEqual(list.slice(8).map((e) => e.id).filter((id) => id !== bad).sort());
+  });
+
+  it("a 400 to the probe of a wrong key (fixed since) is bisected as usual", async () => {
+    let keyFixed = false;
+    const s = setUp((ids) => (!keyFixed ? refused(401, true) : ids.length > 1 ? refused(400) : ids[0] === bad ? refused(400) : delivered));
+    const list = events(4);
+    const bad = list[0]!.id;
+    await s.send(list);
+    keyFixed = true;
+    await s.clock.advance(MISCONFIGURED_PROBE_MS);
+    await s.sender.idle();
+    expect(s.refusedIds).toEqual([bad]);
+    expect(s.deliveredIds).toHaveLength(3);
+    expect(s.states).toEqual(["misconfigured", "healthy"]);
   });
 
   it("a refusal of our configuration without a disk log refuses the events instead of keeping them", async () => {
