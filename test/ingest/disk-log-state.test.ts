@@ -418,6 +418,29 @@ describe("taking over: what is read when", () => {
 });
 
 describe("closing", () => {
+  // Counted synchronously from start to end, so nothing else in the process opens or closes a file in between.
+  const fds = () => readdirSync("/proc/self/fd").length;
+
+  it.skipIf(!existsSync("/proc/self/fd"))("close closes every segment and ledger file it holds; a done segment's files are closed at once", () => {
+    const before = fds();
+    const { log } = open(spoolDir(), new TestClock(), { segmentBytes: 600 });
+    for (const e of events(6)) log.append([e], { memoryLimit: 0 });
+    const batch = log.take(2)!;
+    log.settle(batch); // a ledger file is open now
+    expect(fds()).toBeGreaterThan(before);
+    log.close();
+    expect(fds()).toBe(before);
+
+    const { log: other } = open(spoolDir());
+    const opened = fds();
+    other.append(events(2), { memoryLimit: 0 });
+    other.settle(other.take(1)!);
+    expect(fds()).toBe(opened + 2); // the segment and its ledger
+    other.settle(other.take(1)!); // done: deleted, both closed
+    expect(fds()).toBe(opened);
+    other.close();
+  });
+
   it("with everything delivered, close removes the owner directory; with records left, it keeps them and drops the lock", () => {
     const dir = spoolDir();
     const done = open(dir);
