@@ -74,8 +74,11 @@ export const segmentsIn = (dir: string) => readdirSync(dir).filter((name) => nam
 
 /** Waits (real time, bounded) for work the log does in the background: reads and deletions through the thread pool. */
 export async function until(condition: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 500 && !condition(); i++) await new Promise((resolve) => setTimeout(resolve, 2));
-  if (!condition()) throw new Error(`still waiting for ${what}`);
+  for (let i = 0; i < 500; i++) {
+    if (condition()) return; // asked once per turn: a condition may take something
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+  throw new Error(`still waiting for ${what}`);
 }
 
 /** The next time the log says a segment was read back. */

@@ -33,6 +33,7 @@ const setMtime = (path: string, wallMs: number) => utimesSync(path, wallMs / 100
 describe("the owner lease", () => {
   it("confirm renews the lock only once half the lease has passed since the last renewal", () => {
     const clock = stoppedClock();
+    clock.move(10_000); // the lease is taken at 10 s on the monotonic clock, not at 0
     const own = lease(spoolDir(), clock);
     const lock = join(own.dir, LOCK_FILE);
     setMtime(lock, WALL - 60_000);
@@ -41,7 +42,7 @@ describe("the owner lease", () => {
     expect(mtime(lock)).toBe(WALL - 60_000);
     clock.move(1);
     expect(own.confirm()).toBe(true);
-    expect(mtime(lock)).toBe(WALL + 500);
+    expect(mtime(lock)).toBe(WALL + 10_500);
   });
 
   it("a released lease confirms and renews nothing, and a second release changes nothing", () => {
@@ -75,6 +76,8 @@ describe("the owner lease", () => {
     const own = lease(dir, clock, () => lost++);
     mkdirSync(join(dir, "taker"));
     (await import("node:fs")).renameSync(own.dir, join(dir, "taker", own.id));
+    expect(own.renew()).toBe(false); // the renewal that finds it gone says so itself
+    expect(lost).toBe(1);
     await clock.advance(5 * LEASE_MS);
     expect(lost).toBe(1);
     expect(own.held).toBe(false);
@@ -156,12 +159,13 @@ describe("adopting other owners", () => {
       setMtime(join(dir, name), WALL - ageMs);
     };
     made(".new-old", LEASE_MS + 1);
+    made(".new-exactly", LEASE_MS); // not older than a lease: kept
     made(".new-young", LEASE_MS - 1);
     made(".taken-old", 10 * LEASE_MS + 1);
     made(".taken-young", 10 * LEASE_MS - 1);
     made("notes", 100 * LEASE_MS);
     expect(await adoptOwners(dir, own, clock, LEASE_MS)).toEqual([]);
-    expect(readdirSync(dir).sort()).toEqual([".new-young", ".taken-young", "notes", own.id].sort());
+    expect(readdirSync(dir).sort()).toEqual([".new-exactly", ".new-young", ".taken-young", "notes", own.id].sort());
   });
 
   it("an owner directory it cannot move into its own (a name in the way) fails the adoption, it is not skipped in silence", async () => {
@@ -171,6 +175,23 @@ describe("adopting other owners", () => {
     owner(dir, "000000001-0123456789ab");
     mkdirSync(join(own.dir, "000000001-0123456789ab", "in-the-way"), { recursive: true });
     await expect(adoptOwners(dir, own, clock, LEASE_MS)).rejects.toMatchObject({ code: expect.stringMatching(/^(ENOTEMPTY|EEXIST)$/) });
+  });
+
+  it("a file named like an owner is left alone (its lock cannot be read)", async () => {
+    const dir = spoolDir();
+    const clock = stoppedClock();
+    const own = lease(dir, clock);
+    writeFileSync(join(dir, "000000001-0123456789ab"), "");
+    expect(await adoptOwners(dir, own, clock, LEASE_MS)).toEqual([]);
+    expect(readdirSync(dir).sort()).toEqual(["000000001-0123456789ab", own.id].sort());
+  });
+
+  it("a spool path that is a file fails the adoption (ENOTDIR), it is not taken for an empty spool", async () => {
+    const dir = spoolDir();
+    const clock = stoppedClock();
+    const own = lease(dir, clock);
+    writeFileSync(join(dir, "a-file"), "");
+    await expect(adoptOwners(join(dir, "a-file"), own, clock, LEASE_MS)).rejects.toMatchObject({ code: "ENOTDIR" });
   });
 
   it("a spool directory that is gone has nobody to adopt", async () => {

@@ -67,6 +67,21 @@ describe("segments", () => {
     expect(ids(log.take(10))).toEqual(["later"]); // cached again: no read needed
   });
 
+  it("events read back from disk count against cacheLimit: the segment after them is kept on disk only", async () => {
+    const { log } = open(spoolDir(), new TestClock(), { cacheLimit: 3 });
+    log.append(events(3), { memoryLimit: 0 }); // cached; the cache is full
+    const onDisk = events(3);
+    log.append(onDisk, { memoryLimit: 0 }); // on disk only
+    log.settle(log.take(10)!);
+    const read = nextRead(log);
+    expect(log.take(10)).toBeUndefined();
+    await read; // three events in memory again
+    log.append([event("after-read")], { memoryLimit: 0 });
+    expect(ids(log.take(10))).toEqual(onDisk.map((e) => e.id));
+    expect(log.take(10)).toBeUndefined(); // "after-read" was written to disk only: it is read first
+    expect((await drain(log)).sort()).toEqual(["after-read"]);
+  });
+
   it("events appended while their segment is read back go to a new segment and are delivered too", async () => {
     const { log } = open(spoolDir(), new TestClock(), { cacheLimit: 2 });
     const all = [...events(2), event("uncached")];
@@ -335,6 +350,24 @@ describe("taking over: what is read when", () => {
     expect(await drain(log)).toHaveLength(2);
     await until(() => !existsSync(adopted), "the adopted directory's removal");
     expect(readdirSync(log.ownerDir!)).toEqual([LOCK_FILE]);
+  });
+
+  it("of two adopted owners, the one delivered first has its directory removed while the other's is still read", async () => {
+    const dir = spoolDir();
+    releasedOwner(dir, "000000001-0123456789ab", [events(2)]);
+    releasedOwner(dir, "000000002-0123456789ab", [events(2), events(2)]);
+    const { log } = open(dir, new TestClock(), {});
+    await log.adopt();
+    const first = join(log.ownerDir!, "000000001-0123456789ab");
+    const second = join(log.ownerDir!, "000000002-0123456789ab");
+    let batch: Batch | undefined;
+    await until(() => (batch = log.take(10)) !== undefined, "the first owner's segment");
+    expect(batch!.events).toHaveLength(2);
+    log.settle(batch!);
+    await until(() => !existsSync(first), "the first owner's directory removal");
+    expect(existsSync(second)).toBe(true);
+    expect(await drain(log)).toHaveLength(4);
+    await until(() => !existsSync(second), "the second owner's directory removal");
   });
 
   it("a corrupt record is written to the ledger once reported: the next owner does not report it again", async () => {

@@ -138,18 +138,32 @@ describe("resumeBy: waits that end by a deadline", () => {
   });
 
   it("caps a wait that starts later, and leaves a shorter one alone", async () => {
-    const s = setUp(() => (s.sends.length <= 2 ? retryable() : delivered));
-    s.sender.resumeBy(3000);
-    await s.send(events(1)); // at 0: a 10 s wait, cut to 3 s
+    const s = setUp(() => (s.sends.length <= 3 ? retryable() : delivered));
+    await s.clock.advance(5000); // not at 0, so that a wait measured from 0 would show
+    s.sender.resumeBy(8000);
+    await s.send(events(1)); // at 5 s: a 10 s wait, cut to end at 8 s
     await s.clock.advance(2999);
     expect(s.sends).toHaveLength(1);
     await s.clock.advance(1);
-    expect(s.sends).toHaveLength(2); // fails again at 3000: past the deadline, the wait is 10 s
-    s.sender.resumeBy(s.clock.now() + 20_000); // later than the wait: no change
-    await s.clock.advance(9999);
-    expect(s.sends).toHaveLength(2);
+    expect(s.sends.map((send) => send.at)).toEqual([5000, 8000]);
+    // It fails again at 8 s, the deadline: the full 10 s now, and a later deadline does not stretch it.
+    s.sender.resumeBy(40_000);
+    await s.clock.advance(10_000);
+    expect(s.sends.map((send) => send.at)).toEqual([5000, 8000, 18_000]);
+    // A wait that ends before the deadline (18 s + 10 s < 40 s) is left alone.
+    await s.clock.advance(10_000);
+    expect(s.sends.map((send) => send.at)).toEqual([5000, 8000, 18_000, 28_000]);
+  });
+
+  it("a deadline set while a wait runs cuts it from now, not from the clock's start", async () => {
+    const s = setUp(() => (s.sends.length === 1 ? retryable() : delivered));
+    await s.clock.advance(5000);
+    await s.send(events(1)); // a wait until 15 s
+    s.sender.resumeBy(6000);
+    await s.clock.advance(999);
+    expect(s.sends).toHaveLength(1);
     await s.clock.advance(1);
-    expect(s.sends).toHaveLength(3);
+    expect(s.sends.map((send) => send.at)).toEqual([5000, 6000]);
   });
 });
 
@@ -164,6 +178,18 @@ describe("answers", () => {
     await s.sender.idle();
     expect(s.queue.ready).toBe(3);
     expect(s.sends).toHaveLength(1); // stopped: not sent again
+    expect(s.states).toEqual([]); // an abort is not an outage
+  });
+
+  it("after stop, a failed request leaves no wait behind", async () => {
+    const answer = gate<AttemptResult>();
+    const s = setUp(() => answer.promise);
+    await s.send(events(1));
+    s.sender.stop();
+    answer.open(retryable());
+    await s.sender.idle();
+    expect(s.clock.pendingTimers).toBe(0);
+    expect(s.queue.ready).toBe(1);
   });
 
   it("a transport that throws (a bug) loses nothing: the batch is kept and sent again", async () => {
@@ -265,6 +291,40 @@ describe("answers", () => {
     expect(s.refusedIds).toEqual([bad]);
     expect(s.deliveredIds).toHaveLength(3);
     expect(s.states).toEqual(["misconfigured", "healthy"]);
+  });
+
+  it("singles refused with 400 after 413 splits do not make the endpoint look as if it refused everything", async () => {
+    const s = setUp((ids) => (ids.length === 1 ? refused(400) : refused(413)));
+    await s.send(events(20));
+    await s.sender.idle();
+    expect(s.refusedIds).toHaveLength(20);
+    expect(s.states).toEqual([]);
+  });
+
+  it("once an event of the batch was delivered, any number refused alone are real refusals", async () => {
+    const list = events(20);
+    const good = new Set(list.slice(0, 4).map((e) => e.id));
+    const s = setUp((ids) => (ids.every((id) => good.has(id)) ? delivered : refused(400)));
+    await s.send(list);
+    await s.sender.idle();
+    expect(s.deliveredIds.sort()).toEqual([...good].sort());
+    expect(s.refusedIds).toHaveLength(16);
+    expect(s.states).toEqual([]);
+  });
+
+  it("the endpoint that refused everything is told once; a probe answered otherwise than 400 is handled as usual", async () => {
+    let probe = false;
+    const s = setUp(() => (probe ? refused(422) : refused(400)));
+    const list = events(16);
+    await s.send(list);
+    await s.sender.idle();
+    expect(s.states).toEqual(["misconfigured"]);
+    expect(s.misconfigured).toEqual(list.slice(8).map((e) => e.id)); // the half at hand when it was seen
+    probe = true;
+    await s.clock.advance(MISCONFIGURED_PROBE_MS);
+    await s.sender.idle();
+    expect(s.states).toEqual(["misconfigured", "healthy"]);
+    expect(s.refusedIds).toHaveLength(16);
   });
 
   it("a refusal of our configuration without a disk log refuses the events instead of keeping them", async () => {
