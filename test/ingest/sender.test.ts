@@ -315,16 +315,17 @@ describe("answers", () => {
   it("the endpoint that refused everything is told once; a probe answered otherwise than 400 is handled as usual", async () => {
     let probe = false;
     const s = setUp(() => (probe ? refused(422) : refused(400)));
-    const list = events(16);
+    const list = events(24); // seen deep in the split, with halves left at two levels above
     await s.send(list);
     await s.sender.idle();
     expect(s.states).toEqual(["misconfigured"]);
-    expect(s.misconfigured).toEqual(list.slice(8).map((e) => e.id)); // the half at hand when it was seen
+    expect(s.misconfigured).toEqual([list[8]!.id]); // the half at hand when it was seen
+    expect(s.queue.ready).toBe(16);
     probe = true;
     await s.clock.advance(MISCONFIGURED_PROBE_MS);
     await s.sender.idle();
     expect(s.states).toEqual(["misconfigured", "healthy"]);
-    expect(s.refusedIds).toHaveLength(16);
+    expect(s.refusedIds).toHaveLength(24);
   });
 
   it("a refusal of our configuration without a disk log refuses the events instead of keeping them", async () => {
