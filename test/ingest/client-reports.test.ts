@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { IngestClient, type IngestOptions } from "langchain-openmeter";
 import { TestClock } from "langchain-openmeter/testing";
 import { Transport } from "../../src/ingest/transport";
-import { makeEvents, recorder, startPlainServer, tempDir } from "./helpers";
+import { makeEvents, recorder, startClient, startPlainServer, tempDir } from "./helpers";
 
 const cleanup: Array<() => unknown> = [];
 afterEach(async () => {
@@ -13,25 +13,8 @@ afterEach(async () => {
 
 type Responder = Parameters<typeof startPlainServer>[0];
 
-async function setup(respond: Responder, options: Partial<IngestOptions> = {}) {
-  const server = await startPlainServer(respond);
-  const rec = recorder();
-  const clock = new TestClock();
-  const client = new IngestClient({
-    url: server.url,
-    clock,
-    retry: { retries: 0, minDelayMs: 1, maxDelayMs: 500 },
-    handleSignals: false,
-    flushOnExit: false,
-    logger: rec.logger,
-    onError: rec.onError,
-    ...options,
-  });
-  cleanup.push(
-    () => server.close(),
-    () => clock.advanceUntil(client.shutdown()),
-  );
-  return { server, client, rec, clock };
+function setup(respond: Responder, options: Partial<IngestOptions> = {}) {
+  return startClient(respond, { retry: { retries: 0, minDelayMs: 1, maxDelayMs: 500 }, ...options }, cleanup);
 }
 
 describe("reports", () => {

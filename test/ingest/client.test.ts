@@ -4,7 +4,7 @@ import type { ServerResponse } from "node:http";
 import { afterEach, describe, expect, it } from "vitest";
 import { type CloudEvent, IngestClient, type IngestOptions } from "langchain-openmeter";
 import { TestClock } from "langchain-openmeter/testing";
-import { balance, bodyIds, eventually, makeEvents, recorder, startPlainServer, tempDir } from "./helpers";
+import { balance, bodyIds, eventually, makeEvents, startClient, startPlainServer, tempDir } from "./helpers";
 
 const cleanup: Array<() => unknown> = [];
 afterEach(async () => {
@@ -14,25 +14,8 @@ afterEach(async () => {
 type Responder = Parameters<typeof startPlainServer>[0];
 const ok: Responder = (_req, res) => res.writeHead(204).end();
 
-async function setup(respond: Responder, options: Partial<IngestOptions> = {}) {
-  const server = await startPlainServer(respond);
-  const rec = recorder();
-  const clock = new TestClock();
-  const client = new IngestClient({
-    url: server.url,
-    clock,
-    retry: { retries: 2, minDelayMs: 1, maxDelayMs: 1000 },
-    handleSignals: false,
-    flushOnExit: false,
-    logger: rec.logger,
-    onError: rec.onError,
-    ...options,
-  });
-  cleanup.push(
-    () => server.close(),
-    () => clock.advanceUntil(client.shutdown()),
-  );
-  return { server, client, rec, clock };
+function setup(respond: Responder, options: Partial<IngestOptions> = {}) {
+  return startClient(respond, { retry: { retries: 2, minDelayMs: 1, maxDelayMs: 1000 }, ...options }, cleanup);
 }
 
 /** A server that holds every request until `release` (or answers them all as `respond` says). */

@@ -2,7 +2,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { CloudEvent, IngestError, IngestStats, Logger } from "langchain-openmeter";
+import { type CloudEvent, IngestClient, type IngestError, type IngestOptions, type IngestStats, type Logger } from "langchain-openmeter";
+import { TestClock } from "langchain-openmeter/testing";
 import { listenOnLoopback } from "../support/http";
 
 export interface SeenRequest {
@@ -93,4 +94,24 @@ export function balance(stats: IngestStats): { left: number; right: number } {
     left: stats.enqueued + stats.recovered,
     right: stats.delivered + stats.refused + stats.dropped + stats.handedOver + stats.pending.memory + stats.pending.disk,
   };
+}
+
+/**
+ * A client on a TestClock against a plain loopback server answering as `respond` says, with its
+ * reports recorded; `cleanup` receives the server's close and the client's shutdown.
+ */
+export async function startClient(
+  respond: Parameters<typeof startPlainServer>[0],
+  options: Partial<IngestOptions>,
+  cleanup: Array<() => unknown>,
+) {
+  const server = await startPlainServer(respond);
+  const rec = recorder();
+  const clock = new TestClock();
+  const client = new IngestClient({ url: server.url, clock, handleSignals: false, flushOnExit: false, logger: rec.logger, onError: rec.onError, ...options });
+  cleanup.push(
+    () => server.close(),
+    () => clock.advanceUntil(client.shutdown()),
+  );
+  return { server, client, rec, clock };
 }
