@@ -1,5 +1,8 @@
 // What the client says, and to whom: onError or the logger, warnings once, reasons summed up, the
 // transport's answer boundaries. Written against the survivors of the 05:21 mutation run (docs/mutation.md).
+import diagnostics from "node:diagnostics_channel";
+import { getEventListeners } from "node:events";
+import type { ServerResponse } from "node:http";
 import { afterEach, describe, expect, it } from "vitest";
 import { IngestClient, type IngestOptions } from "langchain-openmeter";
 import { TestClock } from "langchain-openmeter/testing";
@@ -122,3 +125,96 @@ describe("the transport's answer boundaries", () => {
     expect(requests).toEqual([]);
   });
 });
+
+describe("the transport's cut-offs", () => {
+  /** A server that answers as `start` says and then holds the response open. */
+  async function holding(start: (res: ServerResponse) => void) {
+    const held: ServerResponse[] = [];
+    const server = await startPlainServer((_req, res) => {
+      start(res);
+      held.push(res);
+    });
+    cleanup.push(() => server.close(), () => held.forEach((res) => res.destroy()));
+    const clock = new TestClock();
+    const transport = new Transport({ url: server.url, timeoutMs: 5000, connections: 1, clock });
+    cleanup.push(() => transport.close());
+    return { server, clock, transport, held };
+  }
+
+  it("a caller's abort while the answer is awaited ends the send as aborted, and leaves no listener or timer", async () => {
+    const { server, clock, transport } = await holding(() => {});
+    const controller = new AbortController();
+    const sending = transport.send("[]", controller.signal);
+    await until(() => server.requests.length === 1);
+    controller.abort();
+    expect(await sending).toEqual({ kind: "aborted" });
+    expect(getEventListeners(controller.signal, "abort")).toHaveLength(0);
+    expect(clock.pendingTimers).toBe(0);
+  });
+
+  it("a caller's abort while an error answer's body is read ends the send as aborted", async () => {
+    const { server, transport } = await holding((res) => {
+      res.writeHead(500, { "content-type": "text/plain" });
+      res.write("partial");
+    });
+    // undici says when an answer's headers are in (diagnostics channel `undici:request:headers`).
+    const headersIn = new Promise<void>((resolve) => {
+      const onHeaders = () => {
+        diagnostics.unsubscribe("undici:request:headers", onHeaders);
+        resolve();
+      };
+      diagnostics.subscribe("undici:request:headers", onHeaders);
+    });
+    const controller = new AbortController();
+    const sending = transport.send("[]", controller.signal);
+    await headersIn; // the body never ends
+    controller.abort();
+    expect(await sending).toEqual({ kind: "aborted" });
+  });
+
+  it("the deadline while an error answer's body is read is a time-out naming the status", async () => {
+    const { clock, transport } = await holding((res) => {
+      res.writeHead(503, { "content-type": "text/plain" });
+      res.write("partial");
+    });
+    const result = await clock.advanceUntil(transport.send("[]", new AbortController().signal), { stepMs: 1000 });
+    expect(result).toMatchObject({ kind: "retryable", message: expect.stringContaining("while reading a 503 answer") });
+    expect(clock.pendingTimers).toBe(0);
+  });
+
+  it("the deadline while a 2xx web page is read still says it is a web page (the events went nowhere)", async () => {
+    const { clock, transport } = await holding((res) => {
+      res.writeHead(200, { "content-type": "text/html" });
+      res.write("<html>");
+    });
+    const result = await clock.advanceUntil(transport.send("[]", new AbortController().signal), { stepMs: 1000 });
+    expect(result).toMatchObject({ kind: "refused", status: 200, configuration: true, detail: undefined });
+  });
+
+  it("an error answer read in full leaves no deadline behind", async () => {
+    const server = await startPlainServer((_req, res) => res.writeHead(500, { "content-type": "text/plain" }).end("down"));
+    cleanup.push(() => server.close());
+    const clock = new TestClock();
+    const transport = new Transport({ url: server.url, timeoutMs: 5000, connections: 1, clock });
+    cleanup.push(() => transport.close());
+    expect(await transport.send("[]", new AbortController().signal)).toMatchObject({ kind: "retryable", status: 500, detail: "down" });
+    expect(clock.pendingTimers).toBe(0);
+  });
+
+  it("a delivered answer leaves no listener on the caller's signal, and its deadline is cleared once its body is drained", async () => {
+    const server = await startPlainServer((_req, res) => res.writeHead(204).end());
+    cleanup.push(() => server.close());
+    const clock = new TestClock();
+    const transport = new Transport({ url: server.url, timeoutMs: 5000, connections: 1, clock });
+    cleanup.push(() => transport.close());
+    const controller = new AbortController();
+    expect(await transport.send("[]", controller.signal)).toMatchObject({ kind: "delivered" });
+    await until(() => clock.pendingTimers === 0);
+    expect(getEventListeners(controller.signal, "abort")).toHaveLength(0);
+  });
+});
+
+async function until(condition: () => boolean): Promise<void> {
+  for (let i = 0; i < 500 && !condition(); i++) await new Promise((resolve) => setTimeout(resolve, 2));
+  expect(condition()).toBe(true);
+}
