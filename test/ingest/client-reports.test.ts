@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { IngestClient, type IngestOptions } from "langchain-openmeter";
 import { TestClock } from "langchain-openmeter/testing";
 import { Transport } from "../../src/ingest/transport";
+import { until } from "../support/clocked";
 import { makeEvents, recorder, startClient, startPlainServer, tempDir } from "./helpers";
 
 const cleanup: Array<() => unknown> = [];
@@ -145,7 +146,7 @@ describe("the transport's cut-offs", () => {
     const { server, clock, transport } = await holding(() => {});
     const controller = new AbortController();
     const sending = transport.send("[]", controller.signal);
-    await until(() => server.requests.length === 1);
+    await until(() => server.requests.length === 1, "the request at the server");
     controller.abort();
     expect(await sending).toEqual({ kind: "aborted" });
     expect(getEventListeners(controller.signal, "abort")).toHaveLength(0);
@@ -209,12 +210,8 @@ describe("the transport's cut-offs", () => {
     cleanup.push(() => transport.close());
     const controller = new AbortController();
     expect(await transport.send("[]", controller.signal)).toMatchObject({ kind: "delivered" });
-    await until(() => clock.pendingTimers === 0);
+    await until(() => clock.pendingTimers === 0, "the deadline cleared after the body was drained");
     expect(getEventListeners(controller.signal, "abort")).toHaveLength(0);
   });
 });
 
-async function until(condition: () => boolean): Promise<void> {
-  for (let i = 0; i < 500 && !condition(); i++) await new Promise((resolve) => setTimeout(resolve, 2));
-  expect(condition()).toBe(true);
-}

@@ -72,15 +72,6 @@ export async function drain(log: DiskLog, max = 50): Promise<string[]> {
 export const segmentsIn = (dir: string) => readdirSync(dir).filter((name) => name.endsWith(".log"));
 
 
-/** Waits (real time, bounded) for work the log does in the background: reads and deletions through the thread pool. */
-export async function until(condition: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 500; i++) {
-    if (condition()) return; // asked once per turn: a condition may take something
-    await new Promise((resolve) => setTimeout(resolve, 2));
-  }
-  throw new Error(`still waiting for ${what}`);
-}
-
 /** The next time the log says a segment was read back. */
 export function nextRead(log: DiskLog): Promise<void> {
   return new Promise((resolve) => log.onReadable(resolve));

@@ -8,7 +8,8 @@ import { LOCK_FILE } from "../../src/ingest/disk-log/lease";
 import { encodeAcks, encodeRecords } from "../../src/ingest/disk-log/records";
 import type { Batch, QueuedEvent } from "../../src/ingest/queue";
 import { TestClock } from "../../src/testing/clock";
-import { drain, event, events, nextRead, open, segmentsIn, spoolDir, until } from "./disk-log-kit";
+import { until } from "../support/clocked";
+import { drain, event, events, nextRead, open, segmentsIn, spoolDir } from "./disk-log-kit";
 
 const recordBytes = (e: QueuedEvent) => Buffer.byteLength(encodeRecords([e.json]));
 const ids = (batch: Batch | undefined) => batch?.events.map((e) => e.id);
@@ -336,14 +337,8 @@ describe("taking over: what is read when", () => {
     const { log } = open(dir);
     await log.adopt();
     const adopted = join(log.ownerDir!, "000000001-0123456789ab");
-    const first = await new Promise<Batch>((resolve) => {
-      const poll = () => {
-        const batch = log.take(10);
-        if (batch) resolve(batch);
-        else setTimeout(poll, 2);
-      };
-      poll();
-    });
+    await until(() => log.recovered >= 2, "the first segment read back");
+    const first = log.take(10)!;
     log.settle(first);
     await until(() => readdirSync(adopted).length === 1, "the first segment's deletion, its ledger too");
     expect(readdirSync(adopted)).toEqual(["00000002.log"]);
@@ -360,10 +355,10 @@ describe("taking over: what is read when", () => {
     await log.adopt();
     const first = join(log.ownerDir!, "000000001-0123456789ab");
     const second = join(log.ownerDir!, "000000002-0123456789ab");
-    let batch: Batch | undefined;
-    await until(() => (batch = log.take(10)) !== undefined, "the first owner's segment");
-    expect(batch!.events).toHaveLength(2);
-    log.settle(batch!);
+    await until(() => log.recovered >= 2, "the first owner's segment read back");
+    const batch = log.take(10)!;
+    expect(batch.events).toHaveLength(2);
+    log.settle(batch);
     await until(() => !existsSync(first), "the first owner's directory removal");
     expect(existsSync(second)).toBe(true);
     expect(await drain(log)).toHaveLength(4);
