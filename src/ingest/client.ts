@@ -46,7 +46,7 @@ export interface IngestStats {
   batches: number;
   /** Requests retried. */
   retries: number;
-  /** How delivery is going: `healthy`, `retrying`, `backing-off`, `misconfigured`, or `closed` after `shutdown()`. */
+  /** How delivery is going: `healthy`, `retrying`, `backing-off`, `misconfigured`, or `closed` once `shutdown()` was called (or the process exits). */
   state: SenderState | "closed";
 }
 
@@ -63,7 +63,6 @@ export class IngestClient implements EventSink {
   readonly #transport: Transport;
   readonly #queue: EventQueue;
   readonly #log: DiskLog | undefined;
-  readonly #memory: MemoryQueue | undefined;
   readonly #tracker = new FlushTracker();
   readonly #batcher: Batcher;
   readonly #sender: Sender;
@@ -122,8 +121,7 @@ export class IngestClient implements EventSink {
       this.#warnIfLowOnDisk(opts.spoolDir, opts.maxSpoolBytes);
       this.#log.onReadable(() => this.#pump());
     } else {
-      this.#memory = new MemoryQueue();
-      this.#queue = this.#memory;
+      this.#queue = new MemoryQueue();
     }
     this.#batcher = new Batcher(this.#clock, opts.maxBatchSize, opts.flushIntervalMs, () => this.#pump());
     const retrying = new RetryingTransport(this.#transport, opts.retry, (result) => this.#sender.noteRetry(result));
@@ -152,7 +150,7 @@ export class IngestClient implements EventSink {
             result.status === 413 && events.length === 1
               ? `1 event not ingested: alone it is larger (${Buffer.byteLength(events[0]!.json)} bytes) than the endpoint accepts (413); make its \`data\` smaller${result.detail ? `: ${result.detail}` : ""}`
               : `${events.length} event(s) not ingested: ${result.message}`;
-          this.#report("rejected", message, events, { status: result.status, detail: result.detail });
+          this.#report("rejected", message, parseAll(events), { status: result.status, detail: result.detail });
         },
         afterRequest: () => this.#checkFlushes(),
         misconfigured: (batch, result) => {
@@ -253,7 +251,7 @@ export class IngestClient implements EventSink {
       pending,
       unread: { segments: unread.segments, bytes: unread.bytes },
       inFlight: this.#sender.eventsInFlight,
-      state: this.#closed && this.#shutdown !== undefined ? "closed" : this.#sender.state,
+      state: this.#closed ? "closed" : this.#sender.state,
     };
   }
 
@@ -350,7 +348,7 @@ export class IngestClient implements EventSink {
     this.#leftSaid = true;
     this.#flushDeferred();
     const pending = this.#queue.pending();
-    const inMemory = this.#memory?.drain() ?? this.#log?.drainMemory() ?? [];
+    const inMemory = this.#queue.drainMemory();
     if (pending.disk > 0 || (this.#log?.unread().segments ?? 0) > 0) {
       this.#logger.warn(
         `${pending.disk} event(s) not delivered yet are kept in ${this.#log!.ownerDir ?? this.#queue.location}: ` +
@@ -364,7 +362,7 @@ export class IngestClient implements EventSink {
         "undelivered",
         `${inMemory.length} event(s) were not delivered and are lost with this process: ` +
           `${this.#log === undefined ? "set spoolDir to keep them on disk for the next run" : "the spool could not take them"}`,
-        inMemory,
+        parseAll(inMemory),
         {},
         true,
       );
@@ -410,7 +408,7 @@ export class IngestClient implements EventSink {
   #diskProblem(problem: DiskProblem): void {
     switch (problem.kind) {
       case "corrupt": {
-        const ranges = problem.records.slice(0, 5).map((r) => `record ${r.index}${r.start >= 0 ? ` (bytes ${r.start}-${r.end})` : ""}: ${r.reason}`);
+        const ranges = problem.records.slice(0, 5).map((r) => `record ${r.index} (bytes ${r.start}-${r.end}): ${r.reason}`);
         this.#report(
           "corrupt",
           `${problem.records.length} record(s) in ${problem.file} are corrupt and were not sent: ${ranges.join("; ")}${problem.records.length > 5 ? "; …" : ""}`,
@@ -495,13 +493,13 @@ export class IngestClient implements EventSink {
   #report(
     kind: IngestErrorKind,
     message: string,
-    events: readonly QueuedEvent[] | CloudEvent[],
+    events: CloudEvent[],
     extra: { status?: number | undefined; detail?: string | undefined },
     warn = false,
   ): void {
     const error = new IngestError(redact(message, this.#options.apiKey), {
       kind,
-      events: events.length > 0 && isQueued(events[0]) ? parseAll(events as readonly QueuedEvent[]) : (events as CloudEvent[]),
+      events,
       status: extra.status,
       detail: extra.detail,
     });
@@ -525,10 +523,6 @@ const STATE_WARNING_INTERVAL_MS = 60_000;
 
 /** Segments are rotated at this size: small enough that a lost ledger costs little, large enough to be few. */
 const SEGMENT_BYTES = 1024 * 1024;
-
-function isQueued(value: unknown): value is QueuedEvent {
-  return typeof value === "object" && value !== null && typeof (value as QueuedEvent).json === "string" && typeof (value as QueuedEvent).epoch === "number";
-}
 
 function parseAll(events: readonly QueuedEvent[]): CloudEvent[] {
   return events.map((event) => (event instanceof OwnedEvent ? event.event : (JSON.parse(event.json) as CloudEvent)));

@@ -69,8 +69,8 @@ export class MemoryQueue implements EventQueue {
     return { memory: this.#total(), disk: 0 };
   }
 
-  /** Removes and returns everything still held, under way included (for the report when the process ends). */
-  drain(): QueuedEvent[] {
+  /** Everything it holds is held only in memory. */
+  drainMemory(): QueuedEvent[] {
     const held = [...this.#underWay.events(), ...this.#again.flat(), ...this.#ready.slice(this.#head)];
     this.#underWay.clear();
     this.#again.length = 0;

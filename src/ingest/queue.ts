@@ -61,6 +61,11 @@ export interface EventQueue {
   pending(): PendingCounts;
   /** Called when events became takeable without an append (a segment finished loading). */
   onReadable(listener: () => void): void;
+  /**
+   * Removes and returns the events held only in memory (a memory queue: all of them; a disk log:
+   * those the disk refused), under way included, for the report when the process ends.
+   */
+  drainMemory(): QueuedEvent[];
   /** Where the events are kept, for messages ("in memory", or the directory). */
   readonly location: string;
   /**

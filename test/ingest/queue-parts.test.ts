@@ -270,7 +270,7 @@ describe("MemoryQueue", () => {
     const underWay = queue.take(2, { liveDue: true })!;
     const released = queue.take(2, { liveDue: true })!;
     queue.release(released);
-    expect(ids(queue.drain())).toStrictEqual(["e0", "e1", "e2", "e3", "e4", "e5"]);
+    expect(ids(queue.drainMemory())).toStrictEqual(["e0", "e1", "e2", "e3", "e4", "e5"]);
     expect(queue.pending()).toStrictEqual({ memory: 0, disk: 0 });
     expect(queue.ready).toBe(0);
     expect(queue.take(10, { liveDue: true })).toBeUndefined();

@@ -102,7 +102,7 @@ describe("states", () => {
     const s = setUp(() => retryable());
     await s.send(events(1));
     expect(s.sends[0]!.retries).toBeUndefined();
-    s.queue.drain();
+    s.queue.drainMemory();
     await s.clock.advance(10_000);
     expect(s.sends).toHaveLength(1);
     await s.send(events(1)); // still backing off: the timer has run, so this is the probe

@@ -327,9 +327,9 @@ export class DiskLog implements EventQueue {
     return { segments, bytes, epoch };
   }
 
-  /** Removes and returns the events held only in memory (the disk refused them), for the report at exit. */
+  /** The events the disk refused, held in memory instead. */
   drainMemory(): QueuedEvent[] {
-    return this.#volatile.drain();
+    return this.#volatile.drainMemory();
   }
 
   /** Bytes of segments on disk. */
