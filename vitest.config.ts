@@ -19,7 +19,7 @@ export const common = {
 };
 
 /** Files that count, emit or replace the process's own signal and exit listeners: each in a fresh process. */
-export const processGlobal = ["test/ingest/lifecycle.test.ts", "test/ingest/options.test.ts", "test/handler-lifecycle.test.ts"];
+export const processGlobal = ["test/ingest/lifecycle.test.ts", "test/ingest/client-exit.test.ts", "test/ingest/options.test.ts", "test/handler-lifecycle.test.ts"];
 
 export default defineConfig({
   resolve,

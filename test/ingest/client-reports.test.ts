@@ -1,14 +1,18 @@
 // What the client says, and to whom: onError or the logger, warnings once, reasons summed up, the
 // transport's answer boundaries. Written against the survivors of the 05:21 mutation run (docs/mutation.md).
 import diagnostics from "node:diagnostics_channel";
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { getEventListeners } from "node:events";
 import type { ServerResponse } from "node:http";
+import { join, relative } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { IngestClient, type IngestOptions } from "langchain-openmeter";
 import { TestClock } from "langchain-openmeter/testing";
+import { encodeRecords } from "../../src/ingest/disk-log/records";
+import { ENQUEUE_OWNED } from "../../src/ingest/client";
 import { Transport } from "../../src/ingest/transport";
 import { until } from "../support/clocked";
-import { makeEvents, recorder, startClient, startPlainServer, tempDir } from "./helpers";
+import { balance, makeEvents, recorder, startClient, startPlainServer, tempDir } from "./helpers";
 
 const cleanup: Array<() => unknown> = [];
 afterEach(async () => {
@@ -42,6 +46,14 @@ describe("reports", () => {
     expect(rec.errors[0]!.message).toMatch(/^7 invalid event\(s\) not queued: /);
     expect(rec.errors[0]!.message).toMatch(/; and 2 more reason\(s\)$/);
     expect(rec.warnings).toEqual([]); // refused at enqueue, never lost in delivery: not a warning
+  });
+
+  it("an invalid object shaped like the queue's own records ({ json, epoch }) is reported as it was given", async () => {
+    const { client, rec } = await setup((_req, res) => res.writeHead(204).end());
+    const lookalike = { json: "not json", epoch: 1 };
+    client.enqueue(lookalike as never);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(rec.errors.map((e) => [e.kind, e.events])).toEqual([["invalid-event", [lookalike]]]);
   });
 
   it("without onError a report is logged as an error; an onError that throws is logged, not thrown", async () => {
@@ -82,11 +94,45 @@ describe("reports", () => {
     }
   });
 
+  it("stats() of a new client, with or without a spool: every count zero, nothing unread, healthy", async () => {
+    const spool = tempDir("om-stats-");
+    cleanup.push(spool.remove);
+    const zero = { enqueued: 0, recovered: 0, delivered: 0, refused: 0, dropped: 0, handedOver: 0, pending: { memory: 0, disk: 0 }, unread: { segments: 0, bytes: 0 }, inFlight: 0, batches: 0, retries: 0, state: "healthy" };
+    const memory = await setup((_req, res) => res.writeHead(204).end());
+    const disk = await setup((_req, res) => res.writeHead(204).end(), { spoolDir: spool.dir });
+    await disk.client.flush(); // the look for other processes' segments at start
+    expect(memory.client.stats()).toStrictEqual(zero);
+    expect(disk.client.stats()).toStrictEqual(zero);
+  });
+
   it("stats() says closed only once shutdown was called", async () => {
     const { client, clock } = await setup((_req, res) => res.writeHead(204).end());
     expect(client.stats().state).toBe("healthy");
     await clock.advanceUntil(client.shutdown());
     expect(client.stats().state).toBe("closed");
+  });
+});
+
+describe("the handler's own events (ENQUEUE_OWNED)", () => {
+  it("are checked at enqueue like any other: an invalid one is refused and reported", async () => {
+    const { client, rec } = await setup((_req, res) => res.writeHead(204).end());
+    const invalid = { ...makeEvents(1)[0]!, subject: "" };
+    client[ENQUEUE_OWNED]([invalid]);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(rec.errors.map((e) => [e.kind, e.events])).toEqual([["invalid-event", [invalid]]]);
+    expect(client.stats()).toMatchObject({ enqueued: 1, refused: 1, pending: { memory: 0, disk: 0 } });
+  });
+
+  it("are serialised when sent, not copied at enqueue (nobody else holds them); a caller's events are copied at once", async () => {
+    const { client, server } = await setup((_req, res) => res.writeHead(204).end());
+    const [owned, given] = makeEvents(2).map((e) => ({ ...e, data: { ...e.data } }));
+    client[ENQUEUE_OWNED]([owned!]);
+    client.enqueue(given!);
+    owned!.data.tokens = 1000;
+    given!.data.tokens = 1000;
+    await client.flush();
+    const sent = JSON.parse(server.requests[0]!.body) as Array<{ data: { tokens: number } }>;
+    expect(sent.map((e) => e.data.tokens)).toEqual([1000, 2]);
   });
 });
 
@@ -98,6 +144,146 @@ describe("the spool's warnings", () => {
     expect(rec.warnings).toEqual([expect.stringMatching(new RegExp(`^spoolDir ${spool.dir} has \\d+ MiB free, less than maxSpoolBytes \\(${2 ** 32} MiB\\): an outage may fill it$`))]);
     const roomy = await setup((_req, res) => res.writeHead(204).end(), { spoolDir: spool.dir, maxSpoolBytes: 65_536 });
     expect(roomy.rec.warnings.filter((w) => w.includes("free"))).toEqual([]);
+  });
+
+  /** A spool directory holding one released owner's segment (as a process that ended leaves it). */
+  function spoolWith(segmentText?: string) {
+    const spool = tempDir("om-said-");
+    cleanup.push(spool.remove);
+    const owner = join(spool.dir, "000000001-0123456789ab");
+    mkdirSync(owner);
+    const file = join(owner, "00000001.log");
+    if (segmentText !== undefined) writeFileSync(file, segmentText);
+    return { dir: spool.dir, file };
+  }
+
+  /** Where the taken-over segment is now: the adopting client moved its owner's directory into its own. */
+  function adopted(spool: { dir: string; file: string }) {
+    const [mine] = readdirSync(spool.dir).filter((name) => name !== "000000001-0123456789ab" && !name.startsWith("."));
+    return join(spool.dir, mine!, relative(spool.dir, spool.file));
+  }
+
+  /** `n` records whose checksums hold but which are no events, and the byte range of each. */
+  function notEvents(n: number) {
+    const lines = Array.from({ length: n }, (_, i) => encodeRecords([JSON.stringify({ x: i })]));
+    const starts = lines.map((_, i) => lines.slice(0, i).reduce((sum, line) => sum + Buffer.byteLength(line), 0));
+    const said = lines.map((line, i) => `record ${i} (bytes ${starts[i]}-${starts[i]! + Buffer.byteLength(line)}): not a JSON event (its checksum holds: it was written so)`);
+    return { text: lines.join(""), said };
+  }
+
+  it("corrupt records taken over: the first five are named with their byte ranges and the rest is '…', to onError with no events and as a warning", async () => {
+    const records = notEvents(7);
+    const spool = spoolWith(records.text);
+    const { rec } = await setup((_req, res) => res.writeHead(204).end(), { spoolDir: spool.dir });
+    await until(() => rec.errors.length === 1, "the corrupt-record report");
+    const message = `7 record(s) in ${adopted(spool)} are corrupt and were not sent: ${records.said.slice(0, 5).join("; ")}; …`;
+    expect(rec.errors[0]).toMatchObject({ kind: "corrupt", message, events: [] });
+    expect(rec.warnings).toContain(message);
+  });
+
+  it("exactly five corrupt records are all named, with no '…'", async () => {
+    const records = notEvents(5);
+    const spool = spoolWith(records.text);
+    const { rec } = await setup((_req, res) => res.writeHead(204).end(), { spoolDir: spool.dir });
+    await until(() => rec.errors.length === 1, "the corrupt-record report");
+    expect(rec.errors[0]!.message).toBe(`5 record(s) in ${adopted(spool)} are corrupt and were not sent: ${records.said.join("; ")}`);
+  });
+
+  it("segments taken over from an earlier process are announced with their count and size; an owner that left none is not", async () => {
+    const segment = encodeRecords(makeEvents(2).map((e) => JSON.stringify(e)));
+    const spool = spoolWith(segment);
+    const { client, rec, clock } = await setup((_req, res) => res.writeHead(204).end(), { spoolDir: spool.dir });
+    await clock.advanceUntil(client.flush());
+    expect(client.stats()).toMatchObject({ recovered: 2, delivered: 2 });
+    expect(rec.warnings).toEqual([`delivering 1 spool segment(s) (${Buffer.byteLength(segment)} bytes) left in ${spool.dir} by 1 earlier process(es)`]);
+
+    const empty = spoolWith(); // an owner directory with no segment in it
+    const second = await setup((_req, res) => res.writeHead(204).end(), { spoolDir: empty.dir });
+    await second.clock.advanceUntil(second.client.flush());
+    expect(second.rec.warnings).toEqual([]);
+  });
+
+  it("a spool directory removed while events were only on disk: the report counts those lost, to onError with no events and as a warning", async () => {
+    const spool = tempDir("om-removed-");
+    cleanup.push(spool.remove);
+    // The endpoint is down and the cache holds 2: of 5 events, 3 are on disk only.
+    const { client, rec, clock } = await setup((_req, res) => res.writeHead(503).end(), { spoolDir: spool.dir, maxQueueSize: 2 });
+    client.enqueue(makeEvents(1));
+    await clock.advanceUntil(client.flush());
+    for (let i = 0; i < 4; i++) client.enqueue(makeEvents(1));
+    rmSync(spool.dir, { recursive: true, force: true });
+    await clock.advance(100); // the directory is checked every 100 ms
+    client.enqueue(makeEvents(1));
+    const removed = rec.errors.filter((e) => e.kind === "spool-write");
+    expect(removed).toHaveLength(1);
+    // The stats say the same: held in memory now, or lost (counted as dropped); the sixth went to the new directory.
+    const { pending, dropped: lost } = client.stats();
+    expect(pending).toEqual({ memory: 5 - lost, disk: 1 });
+    expect(lost).toBeGreaterThan(0);
+    const { left, right } = balance(client.stats());
+    expect(right).toBe(left); // the lost ones are counted, once
+    const message = `the spool directory ${spool.dir} was removed while in use: ${5 - lost} event(s) written before are held in memory only now, and ${lost} that were only on disk are lost; later events go to a new directory`;
+    expect(removed[0]).toMatchObject({ message, events: [] });
+    expect(rec.warnings).toContain(message);
+  });
+
+  it("a spool directory removed with nothing only on disk: the report says what is held and loses nothing", async () => {
+    const spool = tempDir("om-removed-");
+    cleanup.push(spool.remove);
+    const { client, rec, clock } = await setup((_req, res) => res.writeHead(503).end(), { spoolDir: spool.dir });
+    client.enqueue(makeEvents(2));
+    await clock.advanceUntil(client.flush());
+    rmSync(spool.dir, { recursive: true, force: true });
+    await clock.advance(100);
+    client.enqueue(makeEvents(1));
+    expect(rec.errors.filter((e) => e.kind === "spool-write").map((e) => e.message)).toEqual([
+      `the spool directory ${spool.dir} was removed while in use: 2 event(s) written before are held in memory only now; later events go to a new directory`,
+    ]);
+    expect(client.stats().dropped).toBe(0);
+  });
+});
+
+describe("delivery warnings: each kind, for each kind of failure, at most once a minute", () => {
+  /** An endpoint answering each request with the next status of `script` (then 204). */
+  function scripted(script: number[]) {
+    let i = 0;
+    return (_req: unknown, res: ServerResponse) => void res.writeHead(script[i++] ?? 204).end();
+  }
+
+  it("retrying: said on the first failure, not again within the minute, again at exactly one minute", async () => {
+    const { client, rec, clock } = await setup(scripted([503, 204, 503, 204, 503, 204]), { retry: { retries: 1, minDelayMs: 1, maxDelayMs: 1 } });
+    const retrying = () => rec.warnings.filter((w) => w.includes("retrying"));
+    const start = clock.now();
+    for (const at of [0, 59_999, 60_000]) {
+      await clock.advance(start + at - clock.now());
+      client.enqueue(makeEvents(1));
+      await client.flush(); // p-retry's 1 ms waits are real: the clock stays where it is
+    }
+    expect(client.stats()).toMatchObject({ delivered: 3, retries: 3, state: "healthy" });
+    expect(retrying()).toEqual([expect.stringMatching(/503.*; retrying \(events are kept in memory\)$/), expect.stringMatching(/503.*; retrying \(events are kept in memory\)$/)]);
+    expect(rec.warnings).toEqual(retrying()); // a retry that succeeds is no outage: nothing else is said
+  });
+
+  it("backing off: once a minute for the same failure, at once for another; the spool is named as where the events wait", async () => {
+    const spool = tempDir("om-flap-");
+    cleanup.push(spool.remove);
+    // Each failure is probed after maxDelayMs (1 s) and answered 204: the endpoint flaps.
+    const { client, rec, clock } = await setup(scripted([503, 204, 503, 204, 500, 204, 503, 204]), { spoolDir: spool.dir, retry: { retries: 0, minDelayMs: 1, maxDelayMs: 1000 } });
+    const said: number[] = [];
+    const start = clock.now();
+    for (const at of [0, 30_000, 40_000, 60_000]) {
+      await clock.advance(start + at - clock.now());
+      client.enqueue(makeEvents(1));
+      await client.flush(); // resolves once retries ran out, with the clock where it is
+      await clock.advance(1000); // the probe, answered 204
+      await until(() => client.stats().state === "healthy", "the probe's success");
+      said.push(rec.warnings.length);
+    }
+    expect(said).toEqual([1, 1, 2, 3]);
+    expect(rec.warnings[0]).toMatch(new RegExp(`503.*; retries ran out, so one request every 1 s checks whether the endpoint is back \\(events are kept on disk in ${spool.dir}\\)$`));
+    expect(rec.warnings[1]).toMatch(/500/);
+    expect(rec.warnings[2]).toMatch(/503/);
+    expect(client.stats()).toMatchObject({ delivered: 4 });
   });
 });
 

@@ -1,9 +1,12 @@
 // IngestClient as a whole: batching, flush, memory bounds, serialisation at enqueue, shutdown and the
 // counters, against plain loopback servers; every timer on a TestClock.
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import type { ServerResponse } from "node:http";
+import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { type CloudEvent, IngestClient, type IngestOptions } from "langchain-openmeter";
 import { TestClock } from "langchain-openmeter/testing";
+import { encodeRecords } from "../../src/ingest/disk-log/records";
 import { balance, bodyIds, eventually, makeEvents, startClient, startPlainServer, tempDir } from "./helpers";
 
 const cleanup: Array<() => unknown> = [];
@@ -148,6 +151,28 @@ describe("flush", () => {
     await flushing;
     expect(client.stats().pending.memory).toBe(1);
     hold.releaseAll();
+  });
+
+  it("does not wait for the client's own records that no longer read back from the spool: they are reported corrupt and count as done", async () => {
+    const dir = tempDir().dir;
+    let down = true;
+    // Down, with a cache of 2: of 5 events, the last ones are read back from disk when sent.
+    const { client, rec, clock } = await setup((_req, res) => res.writeHead(down ? 503 : 204).end(), { spoolDir: dir, maxQueueSize: 2, retry: { retries: 0, minDelayMs: 1, maxDelayMs: 1000 } });
+    client.enqueue(makeEvents(1));
+    await client.flush();
+    const events = makeEvents(4);
+    for (const event of events) client.enqueue(event);
+    const [owner] = readdirSync(dir).filter((name) => !name.startsWith("."));
+    const segment = join(dir, owner!, readdirSync(join(dir, owner!)).filter((name) => name.endsWith(".log")).sort().at(-1)!); // beyond the cache: on disk only
+    const text = readFileSync(segment, "utf8");
+    expect(text).toContain(`"id":"${events[3]!.id}"`);
+    writeFileSync(segment, text.replace(`"id":"${events[3]!.id}"`, `"id":"${events[3]!.id.slice(0, -1)}Z"`)); // a flipped byte: the checksum fails
+    down = false;
+    await clock.advance(1000); // the probe: the endpoint is back
+    await eventually(() => client.stats().state === "healthy", "the probe's success");
+    await clock.advanceUntil(client.flush(), { maxMs: 10_000 });
+    expect(rec.errors.map((e) => e.kind)).toEqual(["corrupt"]);
+    expect(client.stats()).toMatchObject({ delivered: 4, dropped: 1, pending: { memory: 0, disk: 0 } });
   });
 
   it("never rejects, even when every event is refused", async () => {
@@ -314,6 +339,41 @@ describe("shutdown", () => {
     await clock.advanceUntil(client.shutdown());
     await server.close();
     expect(client.stats()).toMatchObject({ refused: 3, state: "closed" });
+  });
+});
+
+describe("taking over what other processes left in the spool", () => {
+  /** An owner directory as a process that ended leaves it: a segment, and no lock (released). */
+  function leaveSegment(dir: string, owner: string, events: CloudEvent[]) {
+    mkdirSync(join(dir, owner));
+    writeFileSync(join(dir, owner, "00000001.log"), encodeRecords(events.map((e) => JSON.stringify(e))));
+  }
+
+  it("a spool left while the client runs (another container) is taken over at the next look, one spoolLeaseMs later on the clock", async () => {
+    const dir = tempDir().dir;
+    const { server, client, clock } = await setup(ok, { spoolDir: dir, spoolLeaseMs: 1000 });
+    await client.flush(); // the look at start found nothing
+    const left = makeEvents(2, "left-later");
+    leaveSegment(dir, "000000001-0123456789ab", left);
+    await clock.advance(999);
+    for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));
+    expect(client.stats().recovered).toBe(0);
+    await clock.advance(1);
+    await eventually(() => client.stats().delivered === 2, "the left events delivered");
+    expect(idsOf(server.requests)).toEqual(left.map((e) => e.id));
+    expect(client.stats()).toMatchObject({ recovered: 2, pending: { memory: 0, disk: 0 } });
+  });
+
+  it("after shutdown it looks no more", async () => {
+    const dir = tempDir().dir;
+    const { client, clock } = await setup(ok, { spoolDir: dir, spoolLeaseMs: 1000 });
+    await client.flush();
+    await clock.advanceUntil(client.shutdown());
+    leaveSegment(dir, "000000002-0123456789ab", makeEvents(1));
+    await clock.advance(5000);
+    for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));
+    expect(existsSync(join(dir, "000000002-0123456789ab", "00000001.log"))).toBe(true);
+    expect(client.stats().recovered).toBe(0);
   });
 });
 

@@ -166,6 +166,11 @@ describe("statuses that are not retried", () => {
       expect(error.events).toEqual(events);
       expect(error.message).toMatch(hint);
       expect(error.message).toContain(`problem ${status}`);
+      expect(error.message).toMatch(
+        status === 413
+          ? `1 event not ingested: alone it is larger (${Buffer.byteLength(JSON.stringify(events[0]))} bytes) than the endpoint accepts (413); make its \`data\` smaller: problem 413`
+          : /^1 event\(s\) not ingested: /,
+      );
       expect(client.stats()).toMatchObject({ refused: 1, delivered: 0, retries: 0, pending: { memory: 0, disk: 0 } });
     });
   }

@@ -1,0 +1,160 @@
+// The client's part in the process's ending, called as the lifecycle registry calls it (the
+// child-process tests in test/process/ show the real endings; these check what each hook does).
+// Its own process (vitest.config.ts, processGlobal): calling the registry reaches every live client.
+import { existsSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import type { IngestOptions } from "langchain-openmeter";
+import { until } from "../support/clocked";
+import { makeEvents, startClient, tempDir } from "./helpers";
+
+interface Registry {
+  onBeforeExit: () => void;
+  onExit: () => void;
+}
+const registry = () => (globalThis as Record<symbol, Registry | undefined>)[Symbol.for("langchain-openmeter.lifecycle.v1")]!;
+
+const cleanup: Array<() => unknown> = [];
+afterEach(async () => {
+  while (cleanup.length) await cleanup.pop()!();
+});
+
+type Respond = Parameters<typeof startClient>[0];
+const accept: Respond = (_req, res) => void res.writeHead(204).end();
+const unavailable: Respond = (_req, res) => void res.writeHead(503).end();
+
+function setup(respond: Respond, options: Partial<IngestOptions> = {}) {
+  return startClient(respond, { retry: { retries: 0, minDelayMs: 1, maxDelayMs: 1000 }, ...options }, cleanup);
+}
+
+function spool() {
+  const made = tempDir("om-exit-");
+  cleanup.push(made.remove);
+  return made.dir;
+}
+
+const undeliveredInMemory = (n: number) => `${n} event(s) were not delivered and are lost with this process: set spoolDir to keep them on disk for the next run`;
+
+describe("beforeExit: the program ran out of work", () => {
+  it("with events held in memory, the client shuts down and delivers them", async () => {
+    const { client, server } = await setup(accept, { flushOnExit: true });
+    client.enqueue(makeEvents(3));
+    registry().onBeforeExit();
+    expect(client.stats().state).toBe("closed");
+    await until(() => client.stats().delivered === 3, "the delivery at exit");
+    expect(server.requests).toHaveLength(1);
+  });
+
+  it("with events on disk and the endpoint reachable, it delivers them too", async () => {
+    const { client } = await setup(accept, { flushOnExit: true, spoolDir: spool() });
+    client.enqueue(makeEvents(2));
+    expect(client.stats().pending).toEqual({ memory: 0, disk: 2 });
+    registry().onBeforeExit();
+    expect(client.stats().state).toBe("closed");
+    await until(() => client.stats().delivered === 2, "the delivery at exit");
+  });
+
+  it("with a spool and an endpoint backing off, it does not hold the exit: the events wait on disk", async () => {
+    const { client } = await setup(unavailable, { flushOnExit: true, spoolDir: spool() });
+    client.enqueue(makeEvents(2));
+    await client.flush();
+    expect(client.stats().state).toBe("backing-off");
+    registry().onBeforeExit();
+    expect(client.stats().state).toBe("backing-off"); // not shut down
+    client.enqueue(makeEvents(1)); // still open
+    expect(client.stats().pending.disk).toBe(3);
+  });
+
+  it("without a spool and an endpoint backing off, it still tries: the events would be lost", async () => {
+    const { client } = await setup(unavailable, { flushOnExit: true });
+    client.enqueue(makeEvents(2));
+    await client.flush();
+    expect(client.stats().state).toBe("backing-off");
+    registry().onBeforeExit();
+    expect(client.stats().state).toBe("closed");
+  });
+
+  it("with nothing held, or with flushOnExit false, or after shutdown, it does nothing", async () => {
+    const idle = await setup(accept, { flushOnExit: true });
+    const off = await setup(accept, { flushOnExit: false });
+    off.client.enqueue(makeEvents(1));
+    const done = await setup(accept, { flushOnExit: true });
+    await done.client.shutdown();
+    const reports = done.rec.logged.length;
+    registry().onBeforeExit();
+    expect(idle.client.stats().state).toBe("healthy");
+    expect(off.client.stats()).toMatchObject({ state: "healthy", pending: { memory: 1 } });
+    expect(done.rec.logged).toHaveLength(reports);
+  });
+});
+
+describe("exit: synchronous, says what is left", () => {
+  it("events held only in memory are reported undelivered, with the events, once; the client is closed", async () => {
+    const { client, rec } = await setup(unavailable);
+    const events = makeEvents(3);
+    client.enqueue(events);
+    await client.flush();
+    registry().onExit();
+    registry().onExit(); // a signal's exit part, then the exit event: said once
+    expect(rec.errors.map((e) => [e.kind, e.message, e.events])).toEqual([["undelivered", undeliveredInMemory(3), events]]);
+    expect(rec.warnings).toContain(undeliveredInMemory(3));
+    expect(client.stats()).toMatchObject({ state: "closed", dropped: 3, pending: { memory: 0, disk: 0 } });
+    expect(() => client.enqueue(makeEvents(1))).toThrow(/shut down/);
+  });
+
+  it("events on disk are left for the next process, which is told where; the lease is let go so it takes them at once", async () => {
+    const dir = spool();
+    const { client, rec } = await setup(unavailable, { spoolDir: dir });
+    client.enqueue(makeEvents(2));
+    await client.flush();
+    const [owner] = readdirSync(dir).filter((name) => !name.startsWith("."));
+    expect(existsSync(join(dir, owner!, "owner.lock"))).toBe(true);
+    registry().onExit();
+    expect(rec.warnings).toContain(`2 event(s) not delivered yet are kept in ${join(dir, owner!)}: the next process that opens spoolDir ${dir} delivers them`);
+    expect(rec.errors).toEqual([]);
+    expect(existsSync(join(dir, owner!, "owner.lock"))).toBe(false);
+    expect(client.stats()).toMatchObject({ dropped: 0, pending: { memory: 0, disk: 2 } });
+  });
+
+  it("during a shutdown still delivering, what is held in memory is said at exit, and not again when the shutdown ends", async () => {
+    let answer: (() => void) | undefined;
+    const { client, rec, clock } = await setup((_req, res) => void (answer = () => res.writeHead(503).end()));
+    const events = makeEvents(2);
+    client.enqueue(events);
+    const ended = client.shutdown({ timeoutMs: 1000 });
+    await until(() => answer !== undefined, "the request at shutdown");
+    registry().onExit();
+    expect(rec.errors.map((e) => [e.kind, e.events])).toEqual([["undelivered", events]]);
+    answer!();
+    await clock.advanceUntil(ended);
+    expect(rec.errors).toHaveLength(1);
+  });
+
+  it("after a shutdown that said everything, exit says nothing more", async () => {
+    const { client, rec, clock } = await setup(unavailable);
+    client.enqueue(makeEvents(1));
+    await clock.advanceUntil(client.shutdown({ timeoutMs: 0 }));
+    const said = [...rec.logged];
+    expect(rec.errors.map((e) => e.kind)).toEqual(["undelivered"]);
+    registry().onExit();
+    expect(rec.logged).toEqual(said);
+    expect(rec.errors).toHaveLength(1);
+  });
+});
+
+// Last in this file: after a signal the registry stays in its signalling state for the process's life.
+describe("a signal", () => {
+  it("shuts down a client that handles signals, delivering what it holds; one that does not is left alone", async () => {
+    const own = () => {}; // the program's own listener: the signal is not raised again
+    process.on("SIGTERM", own);
+    cleanup.push(() => process.removeListener("SIGTERM", own));
+    const handling = await setup(accept, { handleSignals: true });
+    const ignoring = await setup(accept, { handleSignals: false });
+    handling.client.enqueue(makeEvents(2));
+    ignoring.client.enqueue(makeEvents(1));
+    process.emit("SIGTERM", "SIGTERM");
+    expect(handling.client.stats().state).toBe("closed");
+    await until(() => handling.client.stats().delivered === 2, "the delivery at the signal");
+    expect(ignoring.client.stats()).toMatchObject({ state: "healthy", delivered: 0 });
+  });
+});
