@@ -4,6 +4,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { READ_RETRY_MS } from "../../src/ingest/disk-log/disk-log";
 import { LOCK_FILE } from "../../src/ingest/disk-log/lease";
 import { encodeAcks, encodeRecords } from "../../src/ingest/disk-log/records";
 import type { Batch, QueuedEvent } from "../../src/ingest/queue";
@@ -414,6 +415,27 @@ describe("taking over: what is read when", () => {
     expect(problems[1]).toMatchObject({ action: expect.stringContaining("00000001.log") });
     expect(log.take(10)).toBeUndefined();
     expect(log.recovered).toBe(0);
+  });
+
+  it("a segment that cannot be read is said once and tried again every READ_RETRY_MS on the clock, not on every take; the next segment is read meanwhile", async () => {
+    const dir = spoolDir();
+    const [first, second] = [events(2), events(2)];
+    const owner = releasedOwner(dir, "000000001-0123456789ab", [first, second]);
+    mkdirSync(join(owner, "00000001.ack")); // the first segment's ledger cannot be read: EISDIR
+    const clock = new TestClock();
+    const { log, problems } = open(dir, clock);
+    await log.adopt();
+    // Takes again and again (as a sender does after every answer): the second segment, and no read loop.
+    expect((await drain(log)).sort()).toEqual(second.map((e) => e.id).sort());
+    expect(problems.map((p) => p.kind)).toEqual(["adopted", "io"]);
+    expect(clock.pendingTimers).toBeGreaterThan(0);
+    rmSync(join(log.ownerDir!, "000000001-0123456789ab", "00000001.ack"), { recursive: true });
+    await clock.advance(READ_RETRY_MS - 1);
+    expect(await drain(log)).toEqual([]);
+    await clock.advance(1);
+    expect((await drain(log)).sort()).toEqual(first.map((e) => e.id).sort());
+    expect(problems.map((p) => p.kind)).toEqual(["adopted", "io"]);
+    expect(log.pending()).toEqual({ memory: 0, disk: 0 });
   });
 
   it("a dead owner beside a released one: both are read after two renewal intervals; released ones alone at once", async () => {

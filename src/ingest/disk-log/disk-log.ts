@@ -23,7 +23,7 @@
 import { existsSync, fdatasyncSync, fstatSync, ftruncateSync, openSync, rmSync, writeSync } from "node:fs";
 import { readFile, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import { type Clock, delay } from "../../clock";
+import { type Clock, type ClockTimer, delay } from "../../clock";
 import { MemoryQueue } from "../memory-queue";
 import type { AppendRefusal, Batch, EventQueue, PendingCounts, QueuedEvent } from "../queue";
 import { adoptOwners, type AdoptedOwner, OwnerLease, wasTaken } from "./lease";
@@ -36,6 +36,13 @@ import { closeFd, DiskBatch, type Entry, Segment, syncDirectory, tryUnlink } fro
  * between go to the removed file: those kept in memory are held there when it is found, the others lost and said.
  */
 const NLINK_CHECK_MS = 100;
+
+/**
+ * A segment that could not be read (an I/O error, a ledger that is not a file) is tried again after
+ * this long, not on the next take: every take would read it again, in a loop, and the segments after
+ * it would wait behind it.
+ */
+export const READ_RETRY_MS = 5000;
 
 /** Loaded-but-untaken events below which the next segment on disk is read in. */
 const LOAD_LOW_WATER = 1000;
@@ -94,6 +101,8 @@ export class DiskLog implements EventQueue {
   #againEvents = 0;
   #loadingAny = false;
   #readable: Array<() => void> = [];
+  /** Set while a segment waits to be read again (see READ_RETRY_MS). */
+  #retryTimer: ClockTimer | undefined;
   #closed = false;
   readonly #pendingDeletes = new Set<string>();
   /** Adopted owner directories whose segments are all done, still to be removed. */
@@ -344,6 +353,7 @@ export class DiskLog implements EventQueue {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#retryTimer?.clear();
     for (const segment of [...this.#own, ...this.#backlog]) {
       closeFd(segment, "fd");
       closeFd(segment, "ackFd");
@@ -394,12 +404,15 @@ export class DiskLog implements EventQueue {
 
   #loadNext(): void {
     if (this.#loadingAny) return;
-    const next = [...this.#own, ...this.#backlog].find((segment) => segment.cache === undefined && !segment.loading && (segment.sealed || segment !== this.#active));
+    const now = this.#options.clock.now();
+    const next = [...this.#own, ...this.#backlog].find(
+      (segment) => segment.cache === undefined && !segment.loading && segment.retryAt <= now && (segment.sealed || segment !== this.#active),
+    );
     if (next !== undefined && (next.own ? next.count - next.settled - next.underWay > 0 : true)) this.#load(next);
   }
 
   #load(segment: Segment): void {
-    if (segment.loading || this.#loadingAny || this.#closed) return;
+    if (segment.loading || this.#loadingAny || this.#closed || segment.retryAt > this.#options.clock.now()) return;
     if (segment === this.#active) this.#seal();
     segment.loading = true;
     this.#loadingAny = true;
@@ -408,6 +421,19 @@ export class DiskLog implements EventQueue {
       this.#loadingAny = false;
       for (const listener of this.#readable) listener();
     });
+  }
+
+  /** A timer for the earliest segment waiting to be read again. */
+  #scheduleRetry(): void {
+    if (this.#retryTimer !== undefined || this.#closed) return;
+    const now = this.#options.clock.now();
+    const due = [...this.#own, ...this.#backlog].filter((segment) => segment.cache === undefined && segment.retryAt > now).map((segment) => segment.retryAt);
+    if (due.length === 0) return;
+    this.#retryTimer = this.#options.clock.setTimeout(() => {
+      this.#retryTimer = undefined;
+      this.#loadNext();
+      this.#scheduleRetry();
+    }, Math.min(...due) - now);
   }
 
   async #read(segment: Segment): Promise<void> {
@@ -420,9 +446,13 @@ export class DiskLog implements EventQueue {
         throw error;
       });
     } catch (error) {
-      this.#options.onProblem({ kind: "io", action: `reading ${segment.path}`, error: error as Error });
-      return; // stays unread; the next take tries again
+      // Said once per segment; it stays unread and is tried again after READ_RETRY_MS.
+      if (segment.retryAt === 0) this.#options.onProblem({ kind: "io", action: `reading ${segment.path}`, error: error as Error });
+      segment.retryAt = this.#options.clock.now() + READ_RETRY_MS;
+      this.#scheduleRetry();
+      return;
     }
+    segment.retryAt = 0;
     const parsed = parseSegment(bytes, IndexSet.parse(acks));
     const entries: Entry[] = [];
     const corrupt = [...parsed.corrupt];

@@ -24,6 +24,8 @@ export class Segment {
   cache: Entry[] | undefined;
   cursor = 0;
   loading = false;
+  /** When a failed read may be tried again (clock time); 0: it never failed, or it was read since. */
+  retryAt = 0;
   /** Still counted by this log (false once its lease was lost). */
   live = true;
   /** Its directory was removed while in use: its batches under way are held in memory if they come back. */
