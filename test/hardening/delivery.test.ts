@@ -443,6 +443,9 @@ describe("the write-ahead log", () => {
     // The first client's next renewal finds its directory taken.
     await first.clock.advance(2000);
     await until(() => first.rec.logged.some((m) => /another process took over/.test(m)), "the lease-lost message");
+    expect(first.rec.logged.filter((m) => /another process took over/.test(m))).toEqual([
+      "another process took over this client's spool (its lease was not renewed for spoolLeaseMs: was the event loop blocked?); it delivers the 5 event(s) it holds",
+    ]);
     expect(first.client.stats()).toMatchObject({ handedOver: 5, pending: { memory: 0, disk: 0 } });
     expect(unaccounted(first.client.stats())).toBe(0);
     expect(server.state.acknowledged.sort()).toEqual(events.map((e) => e.id).sort());

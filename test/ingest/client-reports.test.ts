@@ -1,7 +1,7 @@
 // What the client says, and to whom: onError or the logger, warnings once, reasons summed up, the
 // transport's answer boundaries. Written against the survivors of the 05:21 mutation run (docs/mutation.md).
 import diagnostics from "node:diagnostics_channel";
-import { mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, rmSync, statfsSync, writeFileSync } from "node:fs";
 import { getEventListeners } from "node:events";
 import type { ServerResponse } from "node:http";
 import { join, relative } from "node:path";
@@ -45,6 +45,7 @@ describe("reports", () => {
     expect(rec.errors[0]!.events).toHaveLength(7);
     expect(rec.errors[0]!.message).toMatch(/^7 invalid event\(s\) not queued: /);
     expect(rec.errors[0]!.message).toMatch(/; and 2 more reason\(s\)$/);
+    expect(rec.errors[0]!.message.split("; ")).toHaveLength(6); // five reasons, then the count of the rest
     expect(rec.warnings).toEqual([]); // refused at enqueue, never lost in delivery: not a warning
   });
 
@@ -142,6 +143,9 @@ describe("the spool's warnings", () => {
     cleanup.push(spool.remove);
     const { rec } = await setup((_req, res) => res.writeHead(204).end(), { spoolDir: spool.dir, maxSpoolBytes: 2 ** 52 });
     expect(rec.warnings).toEqual([expect.stringMatching(new RegExp(`^spoolDir ${spool.dir} has \\d+ MiB free, less than maxSpoolBytes \\(${2 ** 32} MiB\\): an outage may fill it$`))]);
+    const free = statfsSync(spool.dir);
+    const saidMiB = Number(/has (\d+) MiB free/.exec(rec.warnings[0]!)![1]);
+    expect(Math.abs(saidMiB - (free.bavail * free.bsize) / 1024 ** 2)).toBeLessThan(1024); // the same disk, read a moment apart
     const roomy = await setup((_req, res) => res.writeHead(204).end(), { spoolDir: spool.dir, maxSpoolBytes: 65_536 });
     expect(roomy.rec.warnings.filter((w) => w.includes("free"))).toEqual([]);
   });
@@ -201,6 +205,28 @@ describe("the spool's warnings", () => {
     const second = await setup((_req, res) => res.writeHead(204).end(), { spoolDir: empty.dir });
     await second.clock.advanceUntil(second.client.flush());
     expect(second.rec.warnings).toEqual([]);
+  });
+
+  it("a taken-over segment that cannot be read is warned about (what failed, and that it is tried again), not reported as lost", async () => {
+    const spool = spoolWith(encodeRecords(makeEvents(2).map((e) => JSON.stringify(e))));
+    mkdirSync(spool.file.replace(/\.log$/, ".ack")); // its ledger cannot be read: EISDIR
+    const { rec, client, clock } = await setup((_req, res) => res.writeHead(204).end(), { spoolDir: spool.dir });
+    await until(() => rec.warnings.length === 2, "the warning about the read");
+    expect(rec.warnings[1]).toMatch(/^reading \S+000000001-0123456789ab\/00000001\.log failed: EISDIR: .*; trying again later$/);
+    client.enqueue(makeEvents(3)); // the sender takes again after each answer: no read (and no warning) each time
+    await clock.advanceUntil(client.flush({ timeoutMs: 100 })); // (the unreadable segment would hold it longer)
+    expect(client.stats().delivered).toBe(3);
+    expect(rec.warnings).toHaveLength(2);
+    expect(rec.errors).toEqual([]);
+  });
+
+  it("small events share one segment file (segments are rotated at 1 MiB)", async () => {
+    const spool = tempDir("om-segments-");
+    cleanup.push(spool.remove);
+    const { client } = await setup((_req, res) => res.writeHead(503).end(), { spoolDir: spool.dir });
+    for (let i = 0; i < 3; i++) client.enqueue(makeEvents(1));
+    const files = readdirSync(spool.dir, { recursive: true }) as string[];
+    expect(files.filter((name) => name.endsWith(".log"))).toHaveLength(1);
   });
 
   it("a spool directory removed while events were only on disk: the report counts those lost, to onError with no events and as a warning", async () => {

@@ -141,6 +141,7 @@ describe("flush", () => {
   it("with timeoutMs, resolves at the deadline on the clock while a request hangs", async () => {
     const hold = holdingServer();
     const { client, clock } = await setup(hold.respond, { timeoutMs: 60_000 });
+    await clock.advance(1000); // the deadline is counted from the call, not from the clock's start
     client.enqueue(makeEvents(1));
     let done = false;
     const flushing = client.flush({ timeoutMs: 500 }).then(() => (done = true));
@@ -220,7 +221,8 @@ describe("without a spool: memory is bounded in an outage, never while the endpo
     await new Promise((resolve) => setImmediate(resolve)); // refusals are reported once per turn
     expect(client.stats().pending.memory).toBe(20);
     expect(rec.errors.map((e) => [e.kind, e.events.map((x) => x.id)])).toEqual([["queue-full", makeEvents(5, "third").map((e) => e.id)]]);
-    expect(rec.errors[0]!.message).toMatch(/maxQueueSize 20.*set spoolDir/);
+    expect(rec.errors[0]!.message).toMatch(/^5 event\(s\) could not be held: .*maxQueueSize 20.*set spoolDir/);
+    expect(rec.warnings).toContain(rec.errors[0]!.message); // lost for good: a warning too, beside onError
     down = false;
     await clock.advance(1000);
     await clock.advanceUntil(client.flush());
@@ -288,6 +290,7 @@ describe("shutdown", () => {
     const stats = client.stats();
     expect(stats).toMatchObject({ state: "closed", dropped: 3, pending: { memory: 0, disk: 0 } });
     expect(balance(stats).left).toBe(balance(stats).right);
+    expect(clock.pendingTimers).toBe(0); // the cut-off request's deadline and every wait are gone
   });
 
   it("with a spool, leaves what is undelivered on disk, says where, and the next client delivers it", async () => {
@@ -304,6 +307,18 @@ describe("shutdown", () => {
     expect(next.stats()).toMatchObject({ recovered: 4, delivered: 4 });
     expect(idsOf(server.requests.filter((r) => bodyIds(r.body)[0]!.startsWith("kept"))).slice(-4)).toEqual(makeEvents(4, "kept").map((e) => e.id));
     await clock.advanceUntil(next.shutdown());
+  });
+
+  it("a shutdown that delivers at once leaves nothing on the clock: no deadline, keep-alive or spool timer", async () => {
+    for (const spoolDir of [undefined, tempDir().dir]) {
+      const { client, server, clock } = await setup(ok, { spoolDir, shutdownTimeoutMs: 5000 });
+      await client.flush();
+      client.enqueue(makeEvents(3)); // a partial batch: its interval timer is set
+      expect(clock.pendingTimers).toBeGreaterThan(0);
+      await client.shutdown();
+      expect(server.requests).toHaveLength(1);
+      expect(clock.pendingTimers).toBe(0);
+    }
   });
 
   it("refuses later events with an error that says what to do; shutdown is idempotent", async () => {
