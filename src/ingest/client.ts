@@ -218,7 +218,8 @@ export class IngestClient implements EventSink {
   /**
    * Resolves when every event enqueued before the call (and the spool of a previous process, taken
    * over at start) was delivered or refused and reported, or when the endpoint cannot be reached
-   * now (retries ran out: the events wait, on disk with `spoolDir`), or after `timeoutMs`. Never rejects.
+   * now (retries ran out: the events wait, on disk with `spoolDir`), when `shutdown()` ends, or after
+   * `timeoutMs`. Never rejects.
    */
   async flush(options?: FlushOptions): Promise<void> {
     const deadline = options?.timeoutMs === undefined ? undefined : this.#clock.now() + options.timeoutMs;
@@ -318,6 +319,9 @@ export class IngestClient implements EventSink {
       this.#leaveLifecycle();
       this.#sayWhatIsLeft();
       this.#queue.close();
+      // Nothing more will be delivered: a flush() still waiting (its events were reported or left on disk) ends too.
+      for (const waiter of this.#flushWaiters) waiter.resolve();
+      this.#flushWaiters.clear();
       await this.#transport.close();
     }
   }
@@ -326,7 +330,7 @@ export class IngestClient implements EventSink {
     if (!this.#options.flushOnExit || this.#closed) return;
     const pending = this.#queue.pending();
     const unread = this.#log?.unread().segments ?? 0;
-    if (pending.memory + pending.disk + unread === 0) return;
+    if (pending.memory === 0 && pending.disk === 0 && unread === 0) return;
     // With a spool and an endpoint that cannot be reached, the events wait on disk: do not hold the exit.
     if (this.#log !== undefined && this.#sender.state !== "healthy" && this.#sender.state !== "retrying") return;
     void this.shutdown();
@@ -334,7 +338,7 @@ export class IngestClient implements EventSink {
 
   /** process.exit(), an uncaught exception, or the end: synchronous only. */
   #onExit(): void {
-    if (this.#shutdown !== undefined && this.#queue.pending().memory === 0) return this.#queue.close();
+    // A shutdown under way ends here too: the process will not wait for it to say what is left.
     this.#closed = true;
     this.#sender.stop();
     this.#sayWhatIsLeft();
@@ -349,9 +353,11 @@ export class IngestClient implements EventSink {
     this.#flushDeferred();
     const pending = this.#queue.pending();
     const inMemory = this.#queue.drainMemory();
-    if (pending.disk > 0 || (this.#log?.unread().segments ?? 0) > 0) {
+    const unread = this.#log?.unread().segments ?? 0;
+    if (pending.disk > 0 || unread > 0) {
+      const kept = [pending.disk > 0 ? `${pending.disk} event(s) not delivered yet` : "", unread > 0 ? `${unread} spool segment(s) taken over and not read yet` : ""];
       this.#logger.warn(
-        `${pending.disk} event(s) not delivered yet are kept in ${this.#log!.ownerDir ?? this.#queue.location}: ` +
+        `${kept.filter((part) => part !== "").join(" and ")} are kept in ${this.#log!.ownerDir ?? this.#queue.location}: ` +
           `the next process that opens spoolDir ${this.#queue.location} delivers them`,
       );
     }

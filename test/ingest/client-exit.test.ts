@@ -1,11 +1,12 @@
 // The client's part in the process's ending, called as the lifecycle registry calls it (the
 // child-process tests in test/process/ show the real endings; these check what each hook does).
 // Its own process (vitest.config.ts, processGlobal): calling the registry reaches every live client.
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import type { IngestOptions } from "langchain-openmeter";
-import { until } from "../support/clocked";
+import { encodeRecords } from "../../src/ingest/disk-log/records";
+import { turn, until } from "../support/clocked";
 import { makeEvents, startClient, tempDir } from "./helpers";
 
 interface Registry {
@@ -31,6 +32,15 @@ function spool() {
   const made = tempDir("om-exit-");
   cleanup.push(made.remove);
   return made.dir;
+}
+
+/** The owner directory of a process that ended, holding one segment whose ledger cannot be read (EISDIR). */
+const LEFT_BY = "000000001-0123456789ab";
+function unreadableSegmentIn(dir: string) {
+  const owner = join(dir, LEFT_BY);
+  mkdirSync(owner);
+  writeFileSync(join(owner, "00000001.log"), encodeRecords(makeEvents(2).map((e) => JSON.stringify(e))));
+  mkdirSync(join(owner, "00000001.ack"));
 }
 
 const undeliveredInMemory = (n: number) => `${n} event(s) were not delivered and are lost with this process: set spoolDir to keep them on disk for the next run`;
@@ -63,6 +73,33 @@ describe("beforeExit: the program ran out of work", () => {
     expect(client.stats().state).toBe("backing-off"); // not shut down
     client.enqueue(makeEvents(1)); // still open
     expect(client.stats().pending.disk).toBe(3);
+  });
+
+  it("with a spool and an endpoint being retried (not given up on yet), it shuts down and goes on trying within the bound", async () => {
+    let answered = 0;
+    const { client } = await setup(
+      (_req, res) => {
+        answered++;
+        res.writeHead(answered === 1 ? 503 : 204).end();
+      },
+      { flushOnExit: true, spoolDir: spool(), retry: { retries: 1, minDelayMs: 20, maxDelayMs: 20 } },
+    );
+    client.enqueue(makeEvents(2));
+    void client.flush();
+    await until(() => client.stats().state === "retrying", "the first failure");
+    registry().onBeforeExit();
+    expect(client.stats().state).toBe("closed");
+    await until(() => client.stats().delivered === 2, "the retry's delivery");
+  });
+
+  it("with only taken-over segments not read yet (one that cannot be read), it shuts down to try them within the bound", async () => {
+    const dir = spool();
+    unreadableSegmentIn(dir);
+    const { client, rec } = await setup(accept, { flushOnExit: true, spoolDir: dir, shutdownTimeoutMs: 0 });
+    await until(() => rec.warnings.some((w) => w.startsWith("reading ")), "the failed read");
+    expect(client.stats()).toMatchObject({ pending: { memory: 0, disk: 0 }, unread: { segments: 1 } });
+    registry().onBeforeExit();
+    expect(client.stats().state).toBe("closed");
   });
 
   it("without a spool and an endpoint backing off, it still tries: the events would be lost", async () => {
@@ -114,6 +151,54 @@ describe("exit: synchronous, says what is left", () => {
     expect(rec.errors).toEqual([]);
     expect(existsSync(join(dir, owner!, "owner.lock"))).toBe(false);
     expect(client.stats()).toMatchObject({ dropped: 0, pending: { memory: 0, disk: 2 } });
+  });
+
+  it("with a spool, said once however often the exit part runs; the sender stops (no probe after exit)", async () => {
+    const dir = spool();
+    const { client, rec, server, clock } = await setup(unavailable, { spoolDir: dir });
+    client.enqueue(makeEvents(2));
+    await client.flush();
+    const requests = server.requests.length;
+    registry().onExit();
+    registry().onExit();
+    expect(rec.warnings.filter((w) => w.includes("not delivered yet are kept in"))).toHaveLength(1);
+    await clock.advance(5000); // the probe would be due after 1 s
+    for (let i = 0; i < 10; i++) await turn();
+    expect(server.requests).toHaveLength(requests);
+  });
+
+  it("taken-over segments not read yet are said too, with where they are kept", async () => {
+    const dir = spool();
+    unreadableSegmentIn(dir);
+    const { client, rec } = await setup(accept, { spoolDir: dir });
+    await until(() => rec.warnings.some((w) => w.startsWith("reading ")), "the failed read");
+    registry().onExit();
+    const [owner] = readdirSync(dir).filter((name) => name !== LEFT_BY && !name.startsWith("."));
+    expect(rec.warnings.at(-1)).toBe(`1 spool segment(s) taken over and not read yet are kept in ${join(dir, owner!)}: the next process that opens spoolDir ${dir} delivers them`);
+    expect(client.stats().unread.segments).toBe(1);
+  });
+
+  it("refusals of the current turn are reported at exit, not lost with the turn", async () => {
+    const { client, rec } = await setup(accept);
+    const invalid = { ...makeEvents(1)[0]!, subject: "" };
+    client.enqueue([invalid]);
+    registry().onExit(); // synchronously, before the report's setImmediate
+    expect(rec.errors.map((e) => [e.kind, e.events])).toEqual([["invalid-event", [invalid]]]);
+  });
+
+  it("with a spool that could not take some events (its directory was removed), those held in memory are reported lost", async () => {
+    const dir = spool();
+    const { client, rec, clock } = await setup(unavailable, { spoolDir: dir, maxQueueSize: 2 });
+    client.enqueue(makeEvents(1));
+    await client.flush();
+    rmSync(dir, { recursive: true, force: true });
+    await clock.advance(100); // the directory is checked every 100 ms
+    client.enqueue(makeEvents(1)); // finds it gone: what was cached is held in memory now
+    const memory = client.stats().pending.memory;
+    expect(memory).toBeGreaterThan(0);
+    registry().onExit();
+    const lost = rec.errors.filter((e) => e.kind === "undelivered");
+    expect(lost.map((e) => [e.message, e.events.length])).toEqual([[`${memory} event(s) were not delivered and are lost with this process: the spool could not take them`, memory]]);
   });
 
   it("during a shutdown still delivering, what is held in memory is said at exit, and not again when the shutdown ends", async () => {

@@ -279,6 +279,7 @@ describe("delivery warnings: each kind, for each kind of failure, at most once a
   it("retrying: said on the first failure, not again within the minute, again at exactly one minute", async () => {
     const { client, rec, clock } = await setup(scripted([503, 204, 503, 204, 503, 204]), { retry: { retries: 1, minDelayMs: 1, maxDelayMs: 1 } });
     const retrying = () => rec.warnings.filter((w) => w.includes("retrying"));
+    await clock.advance(1000); // not at 0: a last warning at 0 must count as given
     const start = clock.now();
     for (const at of [0, 59_999, 60_000]) {
       await clock.advance(start + at - clock.now());
@@ -296,6 +297,7 @@ describe("delivery warnings: each kind, for each kind of failure, at most once a
     // Each failure is probed after maxDelayMs (1 s) and answered 204: the endpoint flaps.
     const { client, rec, clock } = await setup(scripted([503, 204, 503, 204, 500, 204, 503, 204]), { spoolDir: spool.dir, retry: { retries: 0, minDelayMs: 1, maxDelayMs: 1000 } });
     const said: number[] = [];
+    await clock.advance(1000); // not at 0: a last warning at 0 must count as given
     const start = clock.now();
     for (const at of [0, 30_000, 40_000, 60_000]) {
       await clock.advance(start + at - clock.now());

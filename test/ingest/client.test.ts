@@ -319,6 +319,23 @@ describe("shutdown", () => {
       expect(server.requests).toHaveLength(1);
       expect(clock.pendingTimers).toBe(0);
     }
+    // Shut down while the look at other processes' spools is still under way: it sets no timer for the next look.
+    const { client, clock } = await setup(ok, { spoolDir: tempDir().dir });
+    await client.shutdown();
+    expect(clock.pendingTimers).toBe(0);
+  });
+
+  it("a flush() still waiting when shutdown gives up resolves then (its events were reported), instead of never", async () => {
+    const hold = holdingServer();
+    const { client, rec, clock } = await setup(hold.respond, { timeoutMs: 60_000 });
+    client.enqueue(makeEvents(2));
+    let flushed = false;
+    void client.flush().then(() => (flushed = true));
+    await eventually(() => hold.held.length === 1, "the request");
+    await clock.advanceUntil(client.shutdown({ timeoutMs: 100 }));
+    await eventually(() => flushed, "the flush to resolve");
+    expect(rec.errors.map((e) => [e.kind, e.events.length])).toEqual([["undelivered", 2]]);
+    hold.releaseAll();
   });
 
   it("refuses later events with an error that says what to do; shutdown is idempotent", async () => {
