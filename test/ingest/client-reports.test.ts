@@ -120,7 +120,7 @@ describe("the handler's own events (ENQUEUE_OWNED)", () => {
     const invalid = { ...makeEvents(1)[0]!, subject: "" };
     client[ENQUEUE_OWNED]([invalid]);
     await new Promise((resolve) => setImmediate(resolve));
-    expect(rec.errors.map((e) => [e.kind, e.events])).toEqual([["invalid-event", [invalid]]]);
+    expect(rec.errors.map((e) => [e.kind, e.message, e.events])).toEqual([["invalid-event", "1 invalid event(s) not queued: `subject` must not be empty", [invalid]]]);
     expect(client.stats()).toMatchObject({ enqueued: 1, refused: 1, pending: { memory: 0, disk: 0 } });
   });
 
@@ -188,8 +188,9 @@ describe("the spool's warnings", () => {
   it("exactly five corrupt records are all named, with no '…'", async () => {
     const records = notEvents(5);
     const spool = spoolWith(records.text);
-    const { rec } = await setup((_req, res) => res.writeHead(204).end(), { spoolDir: spool.dir });
-    await until(() => rec.errors.length === 1, "the corrupt-record report");
+    const { rec, client } = await setup((_req, res) => res.writeHead(204).end(), { spoolDir: spool.dir });
+    await client.flush(); // nothing to send: the read alone settles it (real file I/O; the clock need not move)
+    expect(rec.errors).toHaveLength(1);
     expect(rec.errors[0]!.message).toBe(`5 record(s) in ${adopted(spool)} are corrupt and were not sent: ${records.said.join("; ")}`);
   });
 
@@ -332,6 +333,14 @@ describe("the transport's answer boundaries", () => {
   it("599 is retried; 600 is not an answer to retry", async () => {
     expect((await send(599)).result).toMatchObject({ kind: "retryable", status: 599 });
     expect((await send(600)).result).toMatchObject({ kind: "refused", status: 600 });
+  });
+
+  it("413 for one event without a body: the message ends with the advice (no detail to add)", async () => {
+    const { client, rec } = await setup((_req, res) => res.writeHead(413).end());
+    const [event] = makeEvents(1);
+    client.enqueue(event!);
+    await client.flush();
+    expect(rec.errors.map((e) => e.message)).toEqual([`1 event not ingested: alone it is larger (${Buffer.byteLength(JSON.stringify(event))} bytes) than the endpoint accepts (413); make its \`data\` smaller`]);
   });
 
   it("an aborted signal sends nothing", async () => {

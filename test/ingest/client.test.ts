@@ -171,7 +171,7 @@ describe("flush", () => {
     down = false;
     await clock.advance(1000); // the probe: the endpoint is back
     await eventually(() => client.stats().state === "healthy", "the probe's success");
-    await clock.advanceUntil(client.flush(), { maxMs: 10_000 });
+    await clock.advanceUntil(client.flush(), { maxMs: 60_000 }); // steps of 10 ms: room for the read-back under load
     expect(rec.errors.map((e) => e.kind)).toEqual(["corrupt"]);
     expect(client.stats()).toMatchObject({ delivered: 4, dropped: 1, pending: { memory: 0, disk: 0 } });
   });
@@ -323,6 +323,18 @@ describe("shutdown", () => {
     const { client, clock } = await setup(ok, { spoolDir: tempDir().dir });
     await client.shutdown();
     expect(clock.pendingTimers).toBe(0);
+  });
+
+  it("with a spool, shutdown honours a Retry-After: no request before the server's wait is over, the events stay on disk", async () => {
+    const dir = tempDir().dir;
+    const { client, server, clock } = await setup((_req, res) => res.writeHead(429, { "retry-after": "60" }).end(), { spoolDir: dir });
+    client.enqueue(makeEvents(2));
+    void client.flush();
+    await eventually(() => client.stats().state === "backing-off", "the 429");
+    const requests = server.requests.length;
+    await clock.advanceUntil(client.shutdown({ timeoutMs: 5000 }));
+    expect(server.requests).toHaveLength(requests);
+    expect(client.stats().pending).toEqual({ memory: 0, disk: 2 });
   });
 
   it("a flush() still waiting when shutdown gives up resolves then (its events were reported), instead of never", async () => {
