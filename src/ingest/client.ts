@@ -218,11 +218,13 @@ export class IngestClient implements EventSink {
   /**
    * Resolves when every event enqueued before the call (and the spool of a previous process, taken
    * over at start) was delivered or refused and reported, or when the endpoint cannot be reached
-   * now (retries ran out: the events wait, on disk with `spoolDir`), when `shutdown()` ends, or after
-   * `timeoutMs`. Never rejects.
+   * now (retries ran out: the events wait, on disk with `spoolDir`), when `shutdown()` ends (at once
+   * when called after it), or after `timeoutMs`. Never rejects.
    */
   async flush(options?: FlushOptions): Promise<void> {
     const deadline = options?.timeoutMs === undefined ? undefined : this.#clock.now() + options.timeoutMs;
+    // Nothing is delivered once the client is closed: wait for the (bounded) shutdown to end, no longer.
+    if (this.#closed) return this.#within(this.#shutdown ?? Promise.resolve(), deadline);
     await this.#within(this.#started, deadline);
     const mark = this.#tracker.mark();
     this.#batcher.force();
@@ -363,7 +365,6 @@ export class IngestClient implements EventSink {
     }
     if (inMemory.length > 0) {
       this.#counts.dropped += inMemory.length;
-      this.#done(inMemory);
       this.#report(
         "undelivered",
         `${inMemory.length} event(s) were not delivered and are lost with this process: ` +
@@ -380,7 +381,7 @@ export class IngestClient implements EventSink {
     if (this.#closed) return;
     // Dead owners appear later too (another container): look again every lease.
     this.#adoptTimer = this.#clock.setTimeout(() => void this.#adopt(), this.#options.spoolLeaseMs);
-    this.#pump();
+    // What it took over is sent once read: the log says so (onReadable), which pumps.
   }
 
   #stateChanged(state: SenderState, cause: { message: string; status?: number | undefined; retryAfterMs?: number | undefined } | undefined): void {

@@ -178,6 +178,16 @@ describe("exit: synchronous, says what is left", () => {
     expect(client.stats().unread.segments).toBe(1);
   });
 
+  it("events on disk and segments not read yet are said together", async () => {
+    const dir = spool();
+    unreadableSegmentIn(dir);
+    const { client, rec } = await setup(unavailable, { spoolDir: dir });
+    await until(() => rec.warnings.some((w) => w.startsWith("reading ")), "the failed read");
+    client.enqueue(makeEvents(1));
+    registry().onExit();
+    expect(rec.warnings.at(-1)).toMatch(/^1 event\(s\) not delivered yet and 1 spool segment\(s\) taken over and not read yet are kept in /);
+  });
+
   it("refusals of the current turn are reported at exit, not lost with the turn", async () => {
     const { client, rec } = await setup(accept);
     const invalid = { ...makeEvents(1)[0]!, subject: "" };

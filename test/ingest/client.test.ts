@@ -350,6 +350,24 @@ describe("shutdown", () => {
     hold.releaseAll();
   });
 
+  it("a flush() after shutdown resolves when the shutdown has ended, with or without events left on disk", async () => {
+    for (const spoolDir of [undefined, tempDir().dir]) {
+      const hold = holdingServer(); // requests cut off at the deadline: the endpoint was never found unreachable
+      cleanup.push(() => hold.releaseAll());
+      const { client, clock } = await setup(hold.respond, { spoolDir, timeoutMs: 60_000 });
+      client.enqueue(makeEvents(2));
+      const stopping = client.shutdown({ timeoutMs: 1000 });
+      let flushed = false;
+      void client.flush().then(() => (flushed = true));
+      await clock.advanceUntil(stopping);
+      await eventually(() => flushed, "the flush waiting on the shutdown", 3000);
+      let after = false;
+      void client.flush().then(() => (after = true));
+      await eventually(() => after, "a flush after it", 3000);
+      expect(client.stats().pending.memory).toBe(0);
+    }
+  });
+
   it("refuses later events with an error that says what to do; shutdown is idempotent", async () => {
     const { client, clock } = await setup(ok);
     const first = client.shutdown();
