@@ -428,6 +428,10 @@ describe("taking over: what is read when", () => {
     // Takes again and again (as a sender does after every answer): the second segment, and no read loop.
     expect((await drain(log)).sort()).toEqual(second.map((e) => e.id).sort());
     expect(problems.map((p) => p.kind)).toEqual(["adopted", "io"]);
+    // Tried again after READ_RETRY_MS, failing again: not said again, and tried once more later.
+    await clock.advance(READ_RETRY_MS);
+    expect(await drain(log)).toEqual([]);
+    expect(problems.map((p) => p.kind)).toEqual(["adopted", "io"]);
     expect(clock.pendingTimers).toBeGreaterThan(0);
     rmSync(join(log.ownerDir!, "000000001-0123456789ab", "00000001.ack"), { recursive: true });
     await clock.advance(READ_RETRY_MS - 1);
