@@ -6,7 +6,7 @@ import { getEventListeners } from "node:events";
 import type { ServerResponse } from "node:http";
 import { join, relative } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { IngestClient, type IngestOptions } from "langchain-openmeter";
+import { IngestClient, IngestError, type IngestOptions } from "langchain-openmeter";
 import { TestClock } from "langchain-openmeter/testing";
 import { encodeRecords } from "../../src/ingest/disk-log/records";
 import { ENQUEUE_OWNED } from "../../src/ingest/client";
@@ -55,6 +55,15 @@ describe("reports", () => {
     client.enqueue(lookalike as never);
     await new Promise((resolve) => setImmediate(resolve));
     expect(rec.errors.map((e) => [e.kind, e.events])).toEqual([["invalid-event", [lookalike]]]);
+  });
+
+  it("IngestError is named so, and has a cause only when given one", () => {
+    const plain = new IngestError("m", { kind: "rejected", events: [] });
+    expect(plain.name).toBe("IngestError");
+    expect(String(plain)).toBe("IngestError: m");
+    expect("cause" in plain).toBe(false);
+    const root = new Error("root");
+    expect(new IngestError("m", { kind: "rejected", events: [], cause: root }).cause).toBe(root);
   });
 
   it("without onError a report is logged as an error; an onError that throws is logged, not thrown", async () => {

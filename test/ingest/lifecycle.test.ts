@@ -63,6 +63,12 @@ describe("the lifecycle registry", () => {
       gc!();
     }
     expect(refs.filter((ref) => ref.deref()).length).toBe(0);
+    // The registry lets go of the collected ones the next time it looks (here: the program's end).
+    const r = registry()!;
+    const held = r.participants.size;
+    expect(held).toBeGreaterThanOrEqual(20);
+    r.onBeforeExit();
+    expect(r.participants.size).toBe(held - 20);
   });
 
   it("a hook that throws does not stop the others", () => {

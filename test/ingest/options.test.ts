@@ -109,6 +109,33 @@ describe("ingest options", () => {
     });
   });
 
+  it("a logger needs both warn and error; a clock needs all three methods; neither may be null", () => {
+    const fn = () => {};
+    for (const logger of [{ warn: fn }, { error: fn }, null, Object.assign(() => {}, { warn: fn, error: fn })]) {
+      expect(message({ url, logger })).toContain("`logger` must be an object with warn(message) and error(message) functions");
+    }
+    for (const clock of [{ now: fn, wallNow: fn }, { now: fn, setTimeout: fn }, { wallNow: fn, setTimeout: fn }, null]) {
+      expect(message({ url, clock })).toContain("`clock` must have now(), wallNow() and setTimeout()");
+    }
+    expect(parseIngestOptions({ url, logger: { warn: fn, error: fn } }).logger).toBeDefined();
+  });
+
+  it("url must be a string (a URL object is refused, as the type says), with a host", () => {
+    expect(message({ url: new URL(url) })).toContain("`url` must be an absolute http(s) URL");
+    expect(message({ url: "   " })).toContain("`url` must be an absolute http(s) URL, got an empty string");
+    expect(message({ url: "https://user:pw@[bad/events" })).toContain("a string that is not a URL (not shown");
+  });
+
+  it("every numeric and boolean option names itself in its message", () => {
+    const text = message({ url, retry: { retries: -1, minDelayMs: -1, maxDelayMs: -1 }, flushOnExit: "no", handleSignals: 1 });
+    expect(text).toContain("`retry.retries` must be an integer >= 0, got -1");
+    expect(text).toContain("`retry.minDelayMs` must be an integer >= 0, got -1");
+    expect(text).toContain("`retry.maxDelayMs` must be an integer >= 0, got -1");
+    expect(text).toContain('`flushOnExit` must be true or false, got "no"');
+    expect(text).toContain("`handleSignals` must be true or false, got 1");
+    expect(text).toMatch(/^Invalid IngestClient options/);
+  });
+
   it("never echoes the apiKey value, even when it is invalid", () => {
     const text = message({ url: "https://x.example/events", apiKey: ["sk-secret-123"] });
     expect(text).toContain("`apiKey` must be a non-empty string");
@@ -137,6 +164,20 @@ describe("ingest options", () => {
 });
 
 describe("notes about a url", () => {
+  it("loopback is localhost, [::1] and 127.x.x.x only: no note there; a look-alike host gets one", () => {
+    for (const host of ["localhost", "[::1]", "127.0.0.1", "127.10.200.3"]) expect(urlNotes(`http://${host}:8888/api/v1/events`, undefined)).toEqual([]);
+    // (A host that ends in a number must be a whole IPv4 address to parse at all: "x127.0.0.1" is no URL.)
+    for (const host of ["127.0.0.1.example.com", "localhost.example.com", "127.0.0.1.nip.io"]) {
+      expect(urlNotes(`http://${host}:8888/api/v1/events`, undefined)).toEqual([expect.stringContaining(`without an apiKey and without TLS`)]);
+    }
+  });
+
+  it("a url not ending in /events gets the note naming the usual paths and that a proxy is fine", () => {
+    expect(urlNotes("http://127.0.0.1:8888/ingest", undefined)).toEqual([
+      "url http://127.0.0.1:8888/ingest does not end in /events: OpenMeter serves /api/v1/events, Konnect /v3/openmeter/events; if nothing arrives, check url (a proxy that maps another path is fine)",
+    ]);
+  });
+
   it("plain http to a host that is not loopback, without a key: one note that nothing is encrypted or authenticated", () => {
     expect(urlNotes("http://openmeter:8888/api/v1/events", undefined)).toEqual([
       "sending to http://openmeter:8888/api/v1/events without an apiKey and without TLS: fine for a self-hosted OpenMeter on a private network, otherwise set apiKey and use https://",
