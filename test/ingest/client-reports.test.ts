@@ -8,6 +8,7 @@ import { join, relative } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { IngestClient, IngestError, type IngestOptions } from "langchain-openmeter";
 import { TestClock } from "langchain-openmeter/testing";
+import { READ_RETRY_MS } from "../../src/ingest/disk-log/disk-log";
 import { encodeRecords } from "../../src/ingest/disk-log/records";
 import { ENQUEUE_OWNED } from "../../src/ingest/client";
 import { Transport } from "../../src/ingest/transport";
@@ -228,6 +229,18 @@ describe("the spool's warnings", () => {
     expect(client.stats().delivered).toBe(3);
     expect(rec.warnings).toHaveLength(2);
     expect(rec.errors).toEqual([]);
+  });
+
+  it("a taken-over segment that could not be read is read again READ_RETRY_MS later and delivered, with no other traffic", async () => {
+    const events = makeEvents(2);
+    const spool = spoolWith(encodeRecords(events.map((e) => JSON.stringify(e))));
+    mkdirSync(spool.file.replace(/\.log$/, ".ack"));
+    const { rec, client, clock, server } = await setup((_req, res) => res.writeHead(204).end(), { spoolDir: spool.dir });
+    await until(() => rec.warnings.some((w) => w.startsWith("reading ")), "the failed read");
+    rmSync(adopted(spool).replace(/\.log$/, ".ack"), { recursive: true }); // the ledger is fine again
+    await clock.advance(READ_RETRY_MS);
+    await until(() => client.stats().delivered === 2, "the segment read again and delivered");
+    expect(server.requests.flatMap((r) => (JSON.parse(r.body) as Array<{ id: string }>).map((e) => e.id))).toEqual(events.map((e) => e.id));
   });
 
   it("small events share one segment file (segments are rotated at 1 MiB)", async () => {

@@ -359,6 +359,8 @@ describe("shutdown", () => {
       const stopping = client.shutdown({ timeoutMs: 1000 });
       let flushed = false;
       void client.flush().then(() => (flushed = true));
+      for (let i = 0; i < 10; i++) await new Promise((resolve) => setImmediate(resolve));
+      expect(flushed).toBe(false); // the shutdown is still delivering: the flush waits for it
       await clock.advanceUntil(stopping);
       await eventually(() => flushed, "the flush waiting on the shutdown", 3000);
       let after = false;
