@@ -49,7 +49,7 @@ describe("ingest options", () => {
     // A string that is no URL is not echoed: it may be the API key (arguments swapped).
     expect(message({ url: "foo" })).toContain("`url` must be an absolute http(s) URL, got a string that is not a URL (not shown");
     expect(message({ url: "/api/v1/events" })).toContain('got the relative path "/api/v1/events"');
-    expect(message({ url: "ftp://host/events" })).toContain("`url` must be an absolute http(s) URL");
+    expect(message({ url: "ftp://host/events" })).toContain('`url` must be an absolute http(s) URL, got "ftp://host/events"'); // a URL, only the wrong kind: shown
     expect(message({})).toContain("`url` is required");
   });
 
@@ -99,6 +99,7 @@ describe("ingest options", () => {
     expect(text).toContain("`shutdownTimeoutMs` must be an integer >= 0, got -1");
     expect(text).toContain("`clock` must have now(), wallNow() and setTimeout()");
     expect(message({ url, spoolDir: "  " })).toContain('`spoolDir` must be a directory path, got "  "');
+    expect(message({ url, spoolDir: 5 })).toContain("`spoolDir` must be a directory path, got 5");
     const clock = new TestClock();
     expect(parseIngestOptions({ url, maxSpoolBytes: 65_536, spoolFsync: true, spoolLeaseMs: 100, shutdownTimeoutMs: 0, clock })).toMatchObject({
       maxSpoolBytes: 65_536,
