@@ -18,7 +18,8 @@
  *
  * Memory: the records of a segment are kept in memory while it is written, as long as fewer than
  * `cacheLimit` events are cached; later segments are read back from disk when their turn comes
- * (one at a time). Released batches go to the front and are taken again first.
+ * (one at a time). Released batches go to the front and are taken again first. A segment whose read
+ * fails is tried again after `READ_RETRY_MS`, not on every take; the segments after it are read meanwhile.
  */
 import { existsSync, fdatasyncSync, fstatSync, ftruncateSync, openSync, rmSync, writeSync } from "node:fs";
 import { readFile, unlink } from "node:fs/promises";
