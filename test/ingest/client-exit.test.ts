@@ -1,13 +1,12 @@
 // The client's part in the process's ending, called as the lifecycle registry calls it (the
 // child-process tests in test/process/ show the real endings; these check what each hook does).
 // Its own process (vitest.config.ts, processGlobal): calling the registry reaches every live client.
-import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import type { IngestOptions } from "langchain-openmeter";
-import { encodeRecords } from "../../src/ingest/disk-log/records";
 import { turn, until } from "../support/clocked";
-import { makeEvents, startClient, tempDir } from "./helpers";
+import { leaveSpool, makeEvents, startClient, tempDir } from "./helpers";
 
 interface Registry {
   onBeforeExit: () => void;
@@ -37,10 +36,7 @@ function spool() {
 /** The owner directory of a process that ended, holding one segment whose ledger cannot be read (EISDIR). */
 const LEFT_BY = "000000001-0123456789ab";
 function unreadableSegmentIn(dir: string) {
-  const owner = join(dir, LEFT_BY);
-  mkdirSync(owner);
-  writeFileSync(join(owner, "00000001.log"), encodeRecords(makeEvents(2).map((e) => JSON.stringify(e))));
-  mkdirSync(join(owner, "00000001.ack"));
+  mkdirSync(leaveSpool(dir, makeEvents(2), LEFT_BY).replace(/\.log$/, ".ack"));
 }
 
 const undeliveredInMemory = (n: number) => `${n} event(s) were not delivered and are lost with this process: set spoolDir to keep them on disk for the next run`;

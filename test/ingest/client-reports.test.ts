@@ -1,19 +1,19 @@
 // What the client says, and to whom: onError or the logger, warnings once, reasons summed up, the
 // transport's answer boundaries. Written against the survivors of the 05:21 mutation run (docs/mutation.md).
 import diagnostics from "node:diagnostics_channel";
-import { mkdirSync, readdirSync, rmSync, statfsSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, rmSync, statfsSync } from "node:fs";
 import { getEventListeners } from "node:events";
 import type { ServerResponse } from "node:http";
 import { join, relative } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { IngestClient, IngestError, type IngestOptions } from "langchain-openmeter";
+import { type CloudEvent, IngestClient, IngestError, type IngestOptions } from "langchain-openmeter";
 import { TestClock } from "langchain-openmeter/testing";
 import { READ_RETRY_MS } from "../../src/ingest/disk-log/disk-log";
 import { encodeRecords } from "../../src/ingest/disk-log/records";
 import { ENQUEUE_OWNED } from "../../src/ingest/client";
 import { Transport } from "../../src/ingest/transport";
 import { until } from "../support/clocked";
-import { balance, makeEvents, recorder, startClient, startPlainServer, tempDir } from "./helpers";
+import { balance, leaveSpool, makeEvents, recorder, startClient, startPlainServer, tempDir } from "./helpers";
 
 const cleanup: Array<() => unknown> = [];
 afterEach(async () => {
@@ -161,14 +161,10 @@ describe("the spool's warnings", () => {
   });
 
   /** A spool directory holding one released owner's segment (as a process that ended leaves it). */
-  function spoolWith(segmentText?: string) {
+  function spoolWith(segment?: string | CloudEvent[]) {
     const spool = tempDir("om-said-");
     cleanup.push(spool.remove);
-    const owner = join(spool.dir, "000000001-0123456789ab");
-    mkdirSync(owner);
-    const file = join(owner, "00000001.log");
-    if (segmentText !== undefined) writeFileSync(file, segmentText);
-    return { dir: spool.dir, file };
+    return { dir: spool.dir, file: leaveSpool(spool.dir, segment) };
   }
 
   /** Where the taken-over segment is now: the adopting client moved its owner's directory into its own. */
@@ -219,7 +215,7 @@ describe("the spool's warnings", () => {
   });
 
   it("a taken-over segment that cannot be read is warned about (what failed, and that it is tried again), not reported as lost", async () => {
-    const spool = spoolWith(encodeRecords(makeEvents(2).map((e) => JSON.stringify(e))));
+    const spool = spoolWith(makeEvents(2));
     mkdirSync(spool.file.replace(/\.log$/, ".ack")); // its ledger cannot be read: EISDIR
     const { rec, client, clock } = await setup((_req, res) => res.writeHead(204).end(), { spoolDir: spool.dir });
     await until(() => rec.warnings.length === 2, "the warning about the read");
@@ -233,7 +229,7 @@ describe("the spool's warnings", () => {
 
   it("a taken-over segment that could not be read is read again READ_RETRY_MS later and delivered, with no other traffic", async () => {
     const events = makeEvents(2);
-    const spool = spoolWith(encodeRecords(events.map((e) => JSON.stringify(e))));
+    const spool = spoolWith(events);
     mkdirSync(spool.file.replace(/\.log$/, ".ack"));
     const { rec, client, clock, server } = await setup((_req, res) => res.writeHead(204).end(), { spoolDir: spool.dir });
     await until(() => rec.warnings.some((w) => w.startsWith("reading ")), "the failed read");

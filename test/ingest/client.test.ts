@@ -1,13 +1,12 @@
 // IngestClient as a whole: batching, flush, memory bounds, serialisation at enqueue, shutdown and the
 // counters, against plain loopback servers; every timer on a TestClock.
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import type { ServerResponse } from "node:http";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { type CloudEvent, IngestClient, type IngestOptions } from "langchain-openmeter";
 import { TestClock } from "langchain-openmeter/testing";
-import { encodeRecords } from "../../src/ingest/disk-log/records";
-import { balance, bodyIds, eventually, makeEvents, startClient, startPlainServer, tempDir } from "./helpers";
+import { balance, bodyIds, eventually, leaveSpool, makeEvents, startClient, startPlainServer, tempDir } from "./helpers";
 
 const cleanup: Array<() => unknown> = [];
 afterEach(async () => {
@@ -407,18 +406,12 @@ describe("shutdown", () => {
 });
 
 describe("taking over what other processes left in the spool", () => {
-  /** An owner directory as a process that ended leaves it: a segment, and no lock (released). */
-  function leaveSegment(dir: string, owner: string, events: CloudEvent[]) {
-    mkdirSync(join(dir, owner));
-    writeFileSync(join(dir, owner, "00000001.log"), encodeRecords(events.map((e) => JSON.stringify(e))));
-  }
-
   it("a spool left while the client runs (another container) is taken over at the next look, one spoolLeaseMs later on the clock", async () => {
     const dir = tempDir().dir;
     const { server, client, clock } = await setup(ok, { spoolDir: dir, spoolLeaseMs: 1000 });
     await client.flush(); // the look at start found nothing
     const left = makeEvents(2, "left-later");
-    leaveSegment(dir, "000000001-0123456789ab", left);
+    leaveSpool(dir, left);
     await clock.advance(999);
     for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));
     expect(client.stats().recovered).toBe(0);
@@ -433,7 +426,7 @@ describe("taking over what other processes left in the spool", () => {
     const { client, clock } = await setup(ok, { spoolDir: dir, spoolLeaseMs: 1000 });
     await client.flush();
     await clock.advanceUntil(client.shutdown());
-    leaveSegment(dir, "000000002-0123456789ab", makeEvents(1));
+    leaveSpool(dir, makeEvents(1), "000000002-0123456789ab");
     await clock.advance(5000);
     for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));
     expect(existsSync(join(dir, "000000002-0123456789ab", "00000001.log"))).toBe(true);

@@ -1,9 +1,10 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type CloudEvent, IngestClient, type IngestError, type IngestOptions, type IngestStats, type Logger } from "langchain-openmeter";
 import { TestClock } from "langchain-openmeter/testing";
+import { encodeRecords } from "../../src/ingest/disk-log/records";
 import { listenOnLoopback } from "../support/http";
 
 export interface SeenRequest {
@@ -74,6 +75,19 @@ export function bodyIds(body: string): string[] {
 export function tempDir(prefix = "om-test-"): { dir: string; remove: () => void } {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/**
+ * What a process that ended leaves in `spoolDir`: its owner directory, released (no lock), holding
+ * one segment of `segment` (the file's text, or events to write as records; none: an empty
+ * directory). Returns the segment's path.
+ */
+export function leaveSpool(spoolDir: string, segment?: string | CloudEvent[], owner = "000000001-0123456789ab"): string {
+  const dir = join(spoolDir, owner);
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, "00000001.log");
+  if (segment !== undefined) writeFileSync(file, typeof segment === "string" ? segment : encodeRecords(segment.map((e) => JSON.stringify(e))));
+  return file;
 }
 
 /**
